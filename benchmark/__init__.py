@@ -1,0 +1,1 @@
+"""The benchmark machinery: registry, metrics (evaluator), runner, result store, reports, CLI."""

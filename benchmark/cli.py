@@ -1,0 +1,148 @@
+"""Command line: ``python run_benchmark.py --methods all --if 1 50 100`` runs the grid, prints the
+table and writes CSV/LaTeX/Markdown tables, t-tests and Figure 2 under the results directory.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+DEFAULT_RESULTS_DIR = os.path.join("results", "runs")
+DEFAULT_CACHE_DIR = os.path.join("results", "cache")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_benchmark.py",
+        description="Learning to hash on long-tail data: reproduce the LTHNet paper's comparison (Tables 3-4).",
+    )
+    parser.add_argument("--dataset", default="digits",
+                        help="dataset name (digits [offline default], synthetic, cifar100, imagenet100, "
+                             "lthnet-folder, or features:PATH.npz); see --list-datasets")
+    parser.add_argument("--methods", nargs="+", default=["all"],
+                        help="'all', names, wildcards ('LTH*') or specs such as 'LTHNet(k=3)'")
+    parser.add_argument("--if", dest="imbalance_factors", nargs="+", type=float, default=[1.0, 50.0, 100.0],
+                        metavar="IF", help="imbalance factors (>= 1); default 1 50 100")
+    parser.add_argument("--bits", nargs="+", type=int, default=None,
+                        help="code lengths; default: the dataset's own (32 64 96 for the paper's datasets)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="method seeds (one cell each)")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the long-tail training split")
+    parser.add_argument("--mode", choices=("features", "finetune"), default="features",
+                        help="deep methods on frozen cached features (default) or fine-tuned end to end")
+    parser.add_argument("--jobs", type=int, default=1, help="cells run in parallel (joblib processes)")
+    parser.add_argument("--data-root", default=None, help="where datasets live (or are downloaded to)")
+    parser.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR, help="result store and report folder")
+    parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="feature cache (ResNet34 features)")
+    parser.add_argument("--force", action="store_true", help="recompute cells already in the result store")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import a module (or .py file) whose @register classes become methods")
+    parser.add_argument("--list-methods", action="store_true", help="list registered methods and exit")
+    parser.add_argument("--list-datasets", action="store_true", help="list datasets and exit")
+    parser.add_argument("--recompute-metrics", action="store_true",
+                        help="re-evaluate stored cells from their codes (no training), then report")
+    parser.add_argument("--policy", choices=("tie_aware", "index_order"), default="tie_aware",
+                        help="tie policy of the printed table (both are stored and written)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _list_methods() -> None:
+    from .registry import registered_methods
+
+    print(f"{'name':<12} {'family':<8} {'labels':<7} table rows")
+    for name, cls in registered_methods().items():
+        rows = ", ".join(f"{name}({', '.join(f'{k}={v}' for k, v in v.items())})" for v in cls.table_variants) or name
+        print(f"{name:<12} {cls.family:<8} {'yes' if cls.uses_labels else 'no':<7} {rows}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    from datasets import DatasetError, list_datasets, load_dataset
+
+    from .registry import UnknownMethodError, expand_method_specs, load_plugin
+
+    try:
+        for plugin in args.plugin:
+            load_plugin(plugin)
+    except (ImportError, FileNotFoundError) as error:
+        return _fail(str(error))
+    if args.list_methods:
+        _list_methods()
+        return 0
+    if args.list_datasets:
+        print("\n".join(list_datasets() + ["features:PATH.npz"]))
+        return 0
+
+    bad_factors = [f for f in args.imbalance_factors if not f >= 1]
+    if bad_factors:
+        return _fail(f"imbalance factors must be >= 1 (1 = balanced), got {bad_factors}; e.g. --if 1 50 100.")
+    if args.bits is not None and any(b <= 0 for b in args.bits):
+        return _fail(f"code lengths must be positive, got {args.bits}; e.g. --bits 32 64 96.")
+    if args.jobs < 1:
+        return _fail(f"--jobs must be >= 1, got {args.jobs}.")
+
+    try:
+        specs = expand_method_specs(args.methods)
+    except UnknownMethodError as error:
+        return _fail(str(error))
+
+    from .report import write_reports
+    from .runner import plan_grid, recompute_metrics, run_grid
+    from .store import ResultStore
+
+    store = ResultStore(args.results_dir)
+    if args.recompute_metrics:
+        count = recompute_metrics(store, dataset=args.dataset)
+        print(f"recomputed the metrics of {count} stored cell(s) from their codes")
+    else:
+        try:
+            data = load_dataset(args.dataset, data_root=args.data_root, cache_dir=args.cache_dir)
+        except DatasetError as error:
+            return _fail(str(error))
+        bits = args.bits or list(data.default_bits)
+        try:
+            plan = plan_grid(data, args.imbalance_factors, bits, specs, args.seeds, args.mode, args.split_seed)
+            # fail fast on splits the dataset cannot supply (before any training)
+            from datasets import make_long_tail
+
+            for factor in args.imbalance_factors:
+                make_long_tail(data, factor, seed=args.split_seed)
+        except (DatasetError, ValueError) as error:
+            return _fail(str(error))
+        for cell, why in plan.unsupported:
+            print(f"note: skipping {why}", file=sys.stderr)
+        outcomes = run_grid(data, plan, specs, store, force=args.force, jobs=args.jobs,
+                            progress=not args.no_progress)
+        done = sum(o.status == "done" for o in outcomes)
+        skipped = sum(o.status == "skipped" for o in outcomes)
+        failed = [o for o in outcomes if o.status == "failed"]
+        print(f"cells: {done} computed, {skipped} already stored, {len(failed)} failed, "
+              f"{len(plan.unsupported)} not applicable")
+        from .figures import figure2_from_splits
+
+        figure2_from_splits(data, args.imbalance_factors,
+                            os.path.join(store.root, "figures", f"figure2_{data.name}"), args.split_seed)
+
+    paths = write_reports(store, args.dataset, args.mode, policy=args.policy)
+    if paths:
+        print()
+        print(paths.pop("markdown"))
+        print("written:")
+        for name, path in paths.items():
+            print(f"  {name:<16} {os.path.relpath(path)}")
+    if not args.recompute_metrics and failed:
+        print("\nfailed cells:", file=sys.stderr)
+        for outcome in failed:
+            print(f"  {outcome.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

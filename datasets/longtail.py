@@ -1,0 +1,106 @@
+"""Zipf long-tail training splits (eq. 1 of the LTHNet paper): s_i = floor(s_1 * i^-mu).
+
+Splits are pure functions of (labels, parameters, seed). With the paper's exponents (Table 2)
+they reproduce its n_train, n_max and n_min exactly for CIFAR-100 and ImageNet100.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .base import BenchmarkData, DatasetError, LongTailProtocol
+
+
+def zipf_exponent(imbalance_factor: float, n_classes: int) -> float:
+    """mu such that s_1 / s_C = IF under s_i = s_1 i^-mu: mu = ln(IF) / ln(C)."""
+    check_imbalance_factor(imbalance_factor)
+    if n_classes < 2 or imbalance_factor == 1:
+        return 0.0
+    return math.log(imbalance_factor) / math.log(n_classes)
+
+
+def check_imbalance_factor(imbalance_factor: float) -> None:
+    if not isinstance(imbalance_factor, (int, float)) or not math.isfinite(imbalance_factor) or imbalance_factor < 1:
+        raise DatasetError(
+            f"imbalance factor must be a number >= 1 (1 = balanced), got {imbalance_factor!r}; "
+            "the paper uses --if 1 50 100."
+        )
+
+
+def zipf_class_sizes(n_classes: int, max_class_size: int, mu: float) -> np.ndarray:
+    """Class sizes s_i = floor(s_1 * i^-mu), i = 1..C (largest first)."""
+    ranks = np.arange(1, n_classes + 1, dtype=np.float64)
+    sizes = np.floor(max_class_size * ranks ** (-mu) + 1e-9).astype(np.int64)
+    return sizes
+
+
+def long_tail_class_sizes(
+    database_labels: np.ndarray, n_classes: int, imbalance_factor: float,
+    protocol: LongTailProtocol = LongTailProtocol(),
+) -> tuple[np.ndarray, float, int]:
+    """(sizes indexed by class, mu, s_1) for a database and an IF under a protocol.
+
+    Classes are ranked by database size, largest first, ties by class index (so on a balanced
+    database such as CIFAR-100, class 0 is the head and class C-1 the tail). The order is fixed:
+    head and tail classes are the same across seeds and IFs, and on ImageNet100 (1,029 to 1,300
+    database images per class) the head ranks go to classes that can supply s_1 = 1,300 images.
+    """
+    check_imbalance_factor(imbalance_factor)
+    available = np.bincount(database_labels, minlength=n_classes)
+    if imbalance_factor == 1 and protocol.balanced_class_size is not None:
+        s1 = protocol.balanced_class_size
+    else:
+        s1 = protocol.max_class_size if protocol.max_class_size is not None else int(available.min())
+    mu = protocol.mu_by_imbalance_factor.get(float(imbalance_factor))
+    if mu is None:
+        mu = zipf_exponent(imbalance_factor, n_classes)
+    rank_sizes = zipf_class_sizes(n_classes, s1, mu)
+    if rank_sizes.min() < 1:
+        raise DatasetError(
+            f"imbalance factor {imbalance_factor} leaves the tail class empty (s_1 = {s1}); "
+            f"use an IF <= {s1}."
+        )
+    order = np.lexsort((np.arange(n_classes), -available))  # class of rank 1, 2, ...
+    sizes = np.empty(n_classes, dtype=np.int64)
+    sizes[order] = rank_sizes
+    short = np.flatnonzero(available < sizes)
+    if short.size:
+        c = int(short[0])
+        raise DatasetError(
+            f"class {c} has {available[c]} database items but the long-tail split needs {sizes[c]}; "
+            "lower max_class_size or use a dataset with more items per class."
+        )
+    return sizes, float(mu), int(s1)
+
+
+def long_tail_train_index(
+    database_index: np.ndarray, database_labels: np.ndarray, n_classes: int,
+    imbalance_factor: float, seed: int, protocol: LongTailProtocol = LongTailProtocol(),
+) -> tuple[np.ndarray, dict]:
+    """Draw the long-tail training rows from the database, deterministically per seed.
+
+    Returns (sorted row indices, split card with mu, s_1, sizes and n_train).
+    """
+    sizes, mu, s1 = long_tail_class_sizes(database_labels, n_classes, imbalance_factor, protocol)
+    rng = np.random.default_rng([int(seed), 20210711])
+    chosen = []
+    for c in range(n_classes):
+        members = database_index[database_labels == c]
+        chosen.append(rng.choice(members, size=int(sizes[c]), replace=False))
+    index = np.sort(np.concatenate(chosen)).astype(np.int64)
+    card = {
+        "imbalance_factor": float(imbalance_factor), "mu": mu, "max_class_size": s1,
+        "n_max": int(sizes.max()), "n_min": int(sizes.min()), "n_train": int(sizes.sum()),
+        "split_seed": int(seed),
+    }
+    return index, card
+
+
+def make_long_tail(data: BenchmarkData, imbalance_factor: float, seed: int = 0) -> BenchmarkData:
+    """The dataset with its long-tail training split for one IF and seed (database and query unchanged)."""
+    db_labels = data.labels[data.database_index]
+    index, card = long_tail_train_index(
+        data.database_index, db_labels, data.n_classes, imbalance_factor, seed, data.long_tail_protocol
+    )
+    return data.with_train(index, long_tail=card)

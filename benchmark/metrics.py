@@ -430,6 +430,11 @@ def _check_labels(labels, n_items: int, name: str) -> np.ndarray:
             f"{name} has {labels.shape[0]} labels but there are {n_items} codes; "
             "pass one label per code, in the same order."
         )
+    if labels.dtype.kind in "fc" and np.isnan(labels).any():
+        raise EvaluationInputError(
+            f"{name} contains NaN at {int(np.isnan(labels).sum())} position(s); every item needs a "
+            "class label (a NaN label would silently match other NaN labels)."
+        )
     return labels
 
 

@@ -36,14 +36,14 @@ def greedy_map_inference(kernel_row, diagonal: torch.Tensor, max_items: int,
     non-increasing. Ties are broken by the lowest index (``argmax``), so the result is deterministic.
     """
     n = diagonal.shape[0]
-    max_items = min(int(max_items), n)
+    max_items = max(min(int(max_items), n), 0)
     dtype = torch.float64
+    if max_items == 0:
+        return torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=dtype)
     residual = diagonal.to(dtype).clone()
     cholesky_rows = torch.zeros((max_items, n), dtype=dtype, device=diagonal.device)
     selected: list[int] = []
     gains: list[torch.Tensor] = []
-    if max_items <= 0:
-        return torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=dtype)
     j = int(torch.argmax(residual))
     while True:
         gain = residual[j]

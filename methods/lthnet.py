@@ -75,8 +75,10 @@ def class_balanced_weights(class_counts: np.ndarray, beta: float) -> np.ndarray:
         return np.ones_like(counts)
     present = counts > 0
     weights = np.ones_like(counts)
-    weights[present] = (1.0 - beta) / (1.0 - np.power(beta, counts[present]))
-    return weights / weights[present].max() if present.any() else weights
+    if present.any():
+        raw = (1.0 - beta) / (1.0 - np.power(beta, counts[present]))
+        weights[present] = raw / raw.max()
+    return weights
 
 
 def lthnet_loss(logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor,

@@ -1,0 +1,310 @@
+"""Run the benchmark grid on a Dask cluster (dask.distributed).
+
+``dask_submit(scheduler)`` is a context manager yielding ``submit(fn, tasks)`` for
+``benchmark.runner.run_grid(..., submit=submit)``:
+
+- ``"tcp://host:port"`` connects to a running cluster (``dask scheduler`` plus ``dask worker``
+  processes); the cluster is left running on exit.
+- ``"local:N"`` starts a ``LocalCluster`` of N worker processes with one thread each, on
+  loopback, dashboard disabled, and closes it on exit.
+
+Each task is the runner's ``(cell, split data, store_root, spec)``. The worker fits, evaluates and
+writes its record into the result store itself (atomic writes), so records of all workers land in
+the same store: the store root must be a path every worker sees (a shared filesystem for a remote
+cluster; checked before any cell is sent). The data arrive already loaded (features from the
+feature cache), so workers do not recompute features; each split's ``BenchmarkData`` is scattered
+to the workers once instead of being pickled into every task.
+
+Failures: a cell whose worker dies (``KilledWorker``, a closed connection) comes back as a
+``failed`` outcome naming the cell and the cause, and the grid goes on; a re-run computes exactly
+the missing cells (the store skips finished ones). If a dead worker held the last copy of a
+scattered split, the split is scattered again and the affected cells are resubmitted. On a local
+cluster each worker holds only the cell it runs (``worker-saturation`` 1.0) and a cell that kills
+its worker is retried once (``allowed_failures``) before it is given up, so a worker death loses
+at most that one cell. A remote cluster keeps its own scheduler settings.
+
+Method classes that are not built into the package (``--plugin`` modules) are shipped to the
+workers by value, so a user's plugin file need not be installed on them.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import sys
+import uuid
+from concurrent.futures import CancelledError
+from typing import Callable, Iterator, Sequence
+
+SCHEDULER_FORMS = "'tcp://HOST:PORT' (a running `dask scheduler`) or 'local:N' (start N local worker processes)"
+LOCAL_ALLOWED_FAILURES = 1  # one retry for a cell whose worker died, then the cell is reported failed
+MAX_RESUBMITS = 2  # resubmissions of a cell whose scattered input was lost with its worker
+
+
+class SchedulerError(RuntimeError):
+    """A scheduler address that is malformed or cannot be reached, or a cluster that cannot serve
+    the grid; the message names the problem and the fix."""
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def parse_scheduler(scheduler: str) -> tuple[str, object]:
+    """``("local", n_workers)`` or ``("tcp", (host, port))``; a clear error for anything else."""
+    if not isinstance(scheduler, str) or not scheduler.strip():
+        raise SchedulerError(f"scheduler must be {SCHEDULER_FORMS}; got {scheduler!r}.")
+    text = scheduler.strip()
+    local = re.fullmatch(r"local:(\S*)", text)
+    if local:
+        count = local.group(1)
+        if not count.isdigit() or int(count) < 1:
+            raise SchedulerError(
+                f"scheduler {scheduler!r}: the number of local workers must be a positive integer; "
+                f"use {SCHEDULER_FORMS}.")
+        return "local", int(count)
+    tcp = re.fullmatch(r"tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d+)/?", text)
+    if tcp:
+        host, port = tcp.group(1).strip("[]"), int(tcp.group(2))
+        if not 0 < port < 65536:
+            raise SchedulerError(f"scheduler {scheduler!r}: port {port} is out of range (1-65535); "
+                                 f"use {SCHEDULER_FORMS}.")
+        return "tcp", (host, port)
+    raise SchedulerError(f"malformed scheduler {scheduler!r}: use {SCHEDULER_FORMS}.")
+
+
+def _check_reachable(address: str, host: str, port: int, timeout: float) -> None:
+    """Fail fast (refused at once, unreachable within ``timeout``) with the address and the fix."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as error:
+        raise SchedulerError(
+            f"cannot reach the Dask scheduler at {address} ({error.strerror or error}). Start one there "
+            f"(`dask scheduler --port {port}`, then `dask worker {address}` on each machine), "
+            "or use --scheduler local:N to start N workers on this machine."
+        ) from error
+
+
+# ---------------------------------------------------------------------------- worker side
+
+
+def _register_shipped(payload: bytes) -> None:
+    """Make plugin classes shipped with a task known to the worker's registry."""
+    import pickle
+
+    from .registry import register, registered_methods
+
+    known = registered_methods()
+    for name, cls in pickle.loads(payload).items():
+        if known.get(name) is not cls:
+            register(name)(cls)
+
+
+def _call(fn: Callable, args: tuple, shipped: bytes | None):
+    if shipped:
+        _register_shipped(shipped)
+    return fn(*args)
+
+
+def _store_visible(root: str, probe: str) -> bool:
+    return os.path.isfile(os.path.join(root, probe))
+
+
+# ---------------------------------------------------------------------------- client side
+
+
+def _failed(cell, why: str):
+    from .runner import CellOutcome
+
+    return CellOutcome(cell, "failed", f"{cell.describe()} failed: {why}")
+
+
+def _plugin_classes(specs) -> dict:
+    """Registered classes of the tasks' methods that live outside the built-in ``methods`` package."""
+    classes = {}
+    for spec in specs:
+        cls = spec.method_class()
+        module = cls.__module__
+        if module == "methods" or module.startswith("methods."):
+            continue
+        classes[spec.name] = cls
+    return classes
+
+
+def _ship(classes: dict) -> bytes:
+    """The plugin classes pickled by value (their modules need not be importable on the workers)."""
+    import cloudpickle
+
+    registered = []
+    try:
+        for cls in classes.values():
+            module = sys.modules.get(cls.__module__)
+            if (module is None or module.__name__ == "__main__" or module in registered
+                    or module.__name__ in cloudpickle.list_registry_pickle_by_value()):
+                continue  # __main__ classes are pickled by value anyway
+            cloudpickle.register_pickle_by_value(module)
+            registered.append(module)
+        return cloudpickle.dumps(classes)
+    finally:
+        for module in registered:
+            cloudpickle.unregister_pickle_by_value(module)
+
+
+def _check_store_shared(client, store_root: str) -> None:
+    """Every worker must see the store root, or its records would land out of sight."""
+    os.makedirs(store_root, exist_ok=True)
+    probe = f".dask-probe-{uuid.uuid4().hex}"
+    path = os.path.join(store_root, probe)
+    with open(path, "w") as handle:
+        handle.write("probe")
+    try:
+        seen = client.run(_store_visible, store_root, probe)
+    finally:
+        os.unlink(path)
+    blind = sorted(worker for worker, ok in seen.items() if not ok)
+    if blind:
+        raise SchedulerError(
+            f"the result store {store_root} is not visible from Dask worker(s) {', '.join(blind)}; "
+            "records written there would be lost. Use a --results-dir on a filesystem shared by "
+            "every worker (same path), or --scheduler local:N.")
+
+
+def _is_runner_task(task) -> bool:
+    from .store import Cell
+
+    return isinstance(task, tuple) and len(task) == 4 and isinstance(task[0], Cell) and isinstance(task[2], str)
+
+
+def _death_cause(error: BaseException) -> str:
+    from distributed import KilledWorker
+    from distributed.comm.core import CommClosedError
+
+    if isinstance(error, KilledWorker):
+        return (f"its Dask worker died while running it (KilledWorker: {error}); "
+                "a re-run computes the missing cells")
+    if isinstance(error, (CommClosedError, OSError)):
+        return (f"the connection to its Dask worker or scheduler closed ({type(error).__name__}: {error}); "
+                "a re-run computes the missing cells")
+    return f"{type(error).__name__}: {error}"
+
+
+def _make_submit(client) -> Callable:
+    def submit(fn: Callable, tasks: Sequence[tuple]) -> Iterator:
+        tasks = [tuple(task) for task in tasks]
+        if not tasks:
+            return iter(())
+        runner_tasks = all(_is_runner_task(task) for task in tasks)
+        if runner_tasks:
+            for root in sorted({task[2] for task in tasks}):
+                _check_store_shared(client, root)
+            classes = _plugin_classes({task[3].key: task[3] for task in tasks}.values())
+            shipped = _ship(classes) if classes else None
+        else:
+            shipped = None
+        return _run(client, fn, tasks, shipped, runner_tasks)
+
+    return submit
+
+
+def _run(client, fn, tasks, shipped, runner_tasks) -> Iterator:
+    from distributed import as_completed
+
+    scattered: dict[int, object] = {}  # id(split data) -> its Future on the cluster
+
+    def data_future(index):
+        data = tasks[index][1]
+        future = scattered.get(id(data))
+        if future is None or future.status != "finished":
+            # one copy per worker, sent once; hash=False: a fresh key even for equal data
+            future = client.scatter(data, broadcast=True, hash=False)
+            scattered[id(data)] = future
+        return future
+
+    def send(index):
+        task = tasks[index]
+        if runner_tasks:
+            args = (task[0], data_future(index), *task[2:])
+        else:
+            args = task
+        return client.submit(_call, fn, args, shipped, pure=False, key=f"cell-{index}-{uuid.uuid4().hex[:8]}")
+
+    futures = {}
+    for index in range(len(tasks)):
+        futures[send(index)] = index
+    resubmits = [0] * len(tasks)
+    pending = as_completed(list(futures), loop=client.loop)
+    try:
+        for future in pending:
+            index = futures.pop(future)
+            try:
+                result = future.result()
+            except CancelledError as error:
+                # its scattered input was lost with a dead worker: scatter again and resubmit
+                if runner_tasks and resubmits[index] < MAX_RESUBMITS:
+                    resubmits[index] += 1
+                    retry = send(index)
+                    futures[retry] = index
+                    pending.add(retry)
+                    continue
+                if not runner_tasks:
+                    raise
+                result = _failed(tasks[index][0], f"cancelled on the Dask cluster ({error}); "
+                                                  "a re-run computes the missing cells")
+            except Exception as error:  # noqa: BLE001 - a worker's death must not end the grid
+                if not runner_tasks:
+                    raise
+                result = _failed(tasks[index][0], _death_cause(error))
+            finally:
+                future.release()
+            yield result
+    finally:
+        for future in list(futures):
+            future.cancel()
+        for future in scattered.values():
+            future.release()
+
+
+@contextlib.contextmanager
+def dask_submit(scheduler: str, *, connect_timeout: float = 5.0, memory_limit="auto"):
+    """Yield ``submit(fn, tasks)`` running ``fn(*task)`` on a Dask cluster, results in completion order.
+
+    ``scheduler``: ``"tcp://host:port"`` (a running cluster; an unreachable address fails within
+    ``connect_timeout`` seconds) or ``"local:N"`` (a LocalCluster of N single-threaded worker
+    processes on 127.0.0.1, no dashboard, closed on exit).
+    """
+    kind, target = parse_scheduler(scheduler)
+    import dask
+    from distributed import Client, LocalCluster
+
+    cluster = None
+    if kind == "tcp":
+        host, port = target
+        address = f"tcp://{scheduler.strip()[len('tcp://'):].rstrip('/')}"
+        _check_reachable(address, host, port, connect_timeout)
+        try:
+            client = Client(address, timeout=connect_timeout, set_as_default=False)
+        except (OSError, TimeoutError) as error:
+            raise SchedulerError(
+                f"cannot connect to the Dask scheduler at {address} ({error}). Check that `dask scheduler` "
+                "runs there and is reachable, or use --scheduler local:N.") from error
+    else:
+        # each worker holds only the cell it runs, so a dying worker takes no other cell with it
+        with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+            cluster = LocalCluster(
+                n_workers=target, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address=None, memory_limit=memory_limit,
+                # no dashboard; the scheduler's health/metrics endpoint on a free loopback port
+                scheduler_kwargs={"allowed_failures": LOCAL_ALLOWED_FAILURES, "dashboard": False,
+                                  "dashboard_address": "127.0.0.1:0"})
+        try:
+            client = Client(cluster, set_as_default=False)
+        except BaseException:
+            cluster.close()
+            raise
+    try:
+        yield _make_submit(client)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

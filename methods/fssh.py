@@ -39,6 +39,14 @@ Deliberate deviations:
   * class labels are compacted to the classes present in training (Y^T Y must be invertible).
   * Fewer training samples than anchors: every training sample becomes an anchor (warning;
     ``n_anchors_`` records the number used).
+  * normEqualVariance.m adds back the column means after scaling; those means are ~0 after the
+    centring it just did, so the result is the plain z-score used here.
+  * The database is encoded out of sample with sgn(x P) (methods.md pitfall 4); FSSH.m also
+    encodes its test set this way, and the learned training codes are kept only as ``train_codes_``.
+
+Fitted attributes: ``anchors_``, ``n_anchors_``, ``feature_mean_``/``feature_scale_`` (z-score),
+``feature_projection_`` (W, m x K), ``codes_label_projection_`` (G, c x K), ``projection_``
+(out-of-sample P, m x K), ``train_codes_`` (final B, int8), ``objective_`` (after each iteration).
 """
 from __future__ import annotations
 
@@ -156,6 +164,8 @@ class FSSH(HashingMethod):
         gram[np.diag_indices_from(gram)] += self.out_of_sample_lambda
         self.projection_ = scipy.linalg.solve(gram, X.T @ B, assume_a="pos")
         self.codes_label_projection_ = G
+        self.feature_projection_ = W
+        self.train_codes_ = B.astype(np.int8)  # the learned training codes (not the gallery)
         self.objective_ = np.asarray(objective)
         self.training_log_ = {"objective": [float(v) for v in objective]}
 

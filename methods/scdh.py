@@ -36,15 +36,18 @@ Deliberate deviations:
     better conditioned); the rank is decided relative to the largest singular value, not with the
     reference's absolute 1e-5 eigenvalue threshold.
   * Fewer training items than anchors: the reference silently uses min(2000, n); we do the same but
-    say so with a warning and record the number used in ``n_anchors_``.
+    say so with a warning and record the number used in ``n_anchors_`` (the fallback shared with
+    SDH and FSSH, ``shared_math.effective_anchor_count``).
+  * The database is encoded out of sample with h(x) (methods.md pitfall 4); run_scdh.m uses the
+    learned training codes B as the gallery, which only works when the database is the training
+    set. The learned codes are kept as ``train_codes_``.
   * Encoding is done block by block so 60,000 items never hold a full kernel matrix.
-The objective is recorded per epoch in ``training_log_["objective"]`` (and after every block
+The objective is recorded per epoch in ``objective_`` = ``training_log_["objective"]`` (and after every block
 update in ``training_log_["objective_steps"]``); both are non-increasing.
 """
 from __future__ import annotations
 
 import contextlib
-import warnings
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -52,7 +55,13 @@ from threadpoolctl import threadpool_limits
 from benchmark.registry import register
 
 from .base import HashingMethod, InvalidInputError, one_hot
-from .shared_math import choose_anchors, l2_normalize_rows, rbf_anchor_features, ridge_solver
+from .shared_math import (
+    choose_anchors,
+    effective_anchor_count,
+    l2_normalize_rows,
+    rbf_anchor_features,
+    ridge_solver,
+)
 
 _ENCODE_BLOCK = 8192
 _SMALL_PROBLEM_SIZE = 4_000_000  # entries of the kernel matrix below which one BLAS thread is faster
@@ -147,14 +156,8 @@ class SCDH(HashingMethod):
     def _fit(self, X, y):
         n = X.shape[0]
         self._check_params(n)
-        n_anchors = int(self.n_anchors)
-        if n_anchors > n:
-            warnings.warn(
-                f"SCDH: {n_anchors} anchors requested but only {n} training items; using all {n} "
-                "training items as anchors (the reference's min(2000, n)).",
-                stacklevel=3,
-            )
-            n_anchors = n
+        # the reference's min(2000, n), announced with a warning (shared with SDH and FSSH)
+        n_anchors = effective_anchor_count(self.n_anchors, n, "SCDH")
         self.n_anchors_ = n_anchors
         Xn = l2_normalize_rows(X)
         self.anchors_ = choose_anchors(Xn, n_anchors, self._rng(1))
@@ -189,6 +192,8 @@ class SCDH(HashingMethod):
                 steps.append(value)
                 objective.append(value)
         self.projection_ = P
+        self.train_codes_ = B.astype(np.int8)  # the learned training codes (not the gallery)
+        self.objective_ = np.asarray(objective)
         self.training_log_ = {"objective": objective, "objective_steps": steps}
 
     def _encode(self, X):

@@ -32,7 +32,14 @@ Deliberate deviations:
     (relative); with 5 iterations these never trigger on real data, so we always run 5.
   * MATLAB's sign(0) = 0 in the B-step; here a bit with zero gradient keeps its value (shared DCC).
   * Fewer training samples than anchors: every training sample becomes an anchor (warning;
-    ``n_anchors_`` records the number used).
+    ``n_anchors_`` records the number used). demo_SDH.m's randsample would fail there.
+  * The database is encoded out of sample with sgn(phi(x) P) (methods.md pitfall 4); demo_SDH.m
+    also does this by default (AsymDist = 0), its learned training codes are kept only as
+    ``train_codes_``.
+
+Fitted attributes: ``anchors_``, ``n_anchors_``, ``projection_`` (P, (m + 1) x K), ``classifier_``
+(W, K x C), ``train_codes_`` (final B, int8), ``objective_`` (the objective above after the
+initial W/P steps and after each outer iteration: n_iterations + 1 values, non-increasing).
 """
 from __future__ import annotations
 
@@ -125,6 +132,7 @@ class SDH(HashingMethod):
 
         self.projection_ = P
         self.classifier_ = W
+        self.train_codes_ = B.astype(np.int8)  # the learned training codes (not the gallery)
         self.objective_ = np.asarray(objective)
         self.training_log_ = {"objective": [float(v) for v in objective]}
 

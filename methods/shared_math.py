@@ -175,23 +175,40 @@ def ridge_solver(X: np.ndarray, lam: float):
 # (appended for KNNH, SDH and FSSH)
 
 
-def k_nearest_neighbors(X: np.ndarray, n_neighbors: int) -> np.ndarray:
+def k_nearest_neighbors(X: np.ndarray, n_neighbors: int, block_size: int = 1024) -> np.ndarray:
     """Indices (n, k) of each row's ``n_neighbors`` nearest *other* rows (Euclidean), nearest first.
 
-    Blockwise and exact: scikit-learn's brute-force arg-k-min reduction walks over chunks of rows
-    and keeps one k-heap per row, so no (n, n) distance matrix is ever held (n = 50,000 needs a few
-    MB beyond X). A row is never its own neighbour, even when it has exact duplicates.
+    Exact and blockwise: ``block_size`` query rows at a time are compared with all n rows through
+    one matrix product (||x_j||^2 - 2 x_i.x_j; the row-constant ||x_i||^2 does not change the
+    ranking), and ``np.argpartition`` keeps the k smallest, so no (n, n) distance matrix is ever
+    held: peak extra memory is about 2 * block_size * n * 8 bytes (0.8 GB for n = 50,000).
+    A row is never its own neighbour, even when it has exact duplicates (those may be neighbours).
+    Exact ties are broken deterministically by argpartition, then by lower index.
     """
-    from sklearn.neighbors import NearestNeighbors
-
+    X = np.ascontiguousarray(X, dtype=np.float64)
     n = X.shape[0]
-    if not 1 <= n_neighbors < n:
+    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)) or not 1 <= n_neighbors < n:
         raise InvalidInputError(
-            f"cannot find {n_neighbors} nearest neighbours among {n} samples (each sample excludes "
-            f"itself); use 1 <= n_neighbors <= {n - 1} or more training samples."
+            f"cannot find {n_neighbors!r} nearest neighbours among {n} samples (each sample excludes "
+            f"itself); use an integer 1 <= n_neighbors <= {n - 1} or more training samples."
         )
-    index = NearestNeighbors(n_neighbors=n_neighbors, algorithm="brute").fit(X)
-    return index.kneighbors(return_distance=False).astype(np.int64, copy=False)
+    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
+        raise InvalidInputError(f"block_size must be a positive integer, got {block_size!r}.")
+    k = int(n_neighbors)
+    squared_norms = np.einsum("ij,ij->i", X, X)
+    neighbors = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, block_size):
+        stop = min(n, start + block_size)
+        rows = np.arange(stop - start)
+        scores = X[start:stop] @ X.T
+        scores *= -2.0
+        scores += squared_norms
+        scores[rows, rows + start] = np.inf  # never the row itself
+        nearest = np.argpartition(scores, k - 1, axis=1)[:, :k]
+        nearest_scores = np.take_along_axis(scores, nearest, axis=1)
+        order = np.lexsort((nearest, nearest_scores), axis=1)
+        neighbors[start:stop] = np.take_along_axis(nearest, order, axis=1)
+    return neighbors
 
 
 def neighbor_mean(X: np.ndarray, neighbor_index: np.ndarray) -> np.ndarray:

@@ -282,16 +282,24 @@ def evaluate_packed(packed_query, packed_database, query_labels, database_labels
     database_class, query_class = class_ids[:n_database], class_ids[n_database:]
 
     database_words = _as_words(packed_database)
-    query_words = _as_words(packed_query)
+    # Queries with the same code and class have the same metrics: rank each distinct one once
+    # (learned codes repeat a lot), then copy the results back (``expand``) before averaging.
+    all_query_class = query_class
+    _, distinct, expand = np.unique(np.column_stack([query_class.astype(np.uint64), _as_words(packed_query).T]),
+                                    axis=0, return_index=True, return_inverse=True)
+    expand = expand.reshape(-1)
+    query_class = query_class[distinct]
+    query_words = _as_words(packed_query[distinct])
+    n_distinct = distinct.size
     n_distances = n_bits + 1
     harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, n_database + 1))])
 
-    ap_tie = np.zeros(n_queries)
-    ap_index = np.zeros(n_queries)
-    precision_tie = {k: np.zeros(n_queries) for k in precision_ks}
-    precision_index = {k: np.zeros(n_queries) for k in precision_ks}
-    pr_precision = np.zeros((n_queries, n_distances)) if pr_curve else None
-    pr_recall = np.zeros((n_queries, n_distances)) if pr_curve else None
+    ap_tie = np.zeros(n_distinct)
+    ap_index = np.zeros(n_distinct)
+    precision_tie = {k: np.zeros(n_distinct) for k in precision_ks}
+    precision_index = {k: np.zeros(n_distinct) for k in precision_ks}
+    pr_precision = np.zeros((n_distinct, n_distances)) if pr_curve else None
+    pr_recall = np.zeros((n_distinct, n_distances)) if pr_curve else None
 
     database_order = np.argsort(database_class, kind="stable")
     class_starts = np.searchsorted(database_class[database_order], np.arange(len(classes) + 1))
@@ -310,16 +318,17 @@ def evaluate_packed(packed_query, packed_database, query_labels, database_labels
             for start in range(0, queries.size, chunk_size):
                 chunk = queries[start:start + chunk_size]
                 ranks = np.empty((chunk.size, relevant.size), dtype=np.int64)
-                total_histogram = np.empty((chunk.size, n_distances), dtype=np.int64)
+                at_most = np.empty((chunk.size, n_distances), dtype=np.int64)
                 relevant_histogram = np.empty((chunk.size, n_distances), dtype=np.int64)
                 parts = np.array_split(np.arange(chunk.size), len(workers))
-                jobs = [(worker, rows, query_words[:, chunk[rows]], ranks, total_histogram,
+                jobs = [(worker, rows, query_words[:, chunk[rows]], ranks, at_most,
                          relevant_histogram) for worker, rows in zip(workers, parts) if rows.size]
                 if pool is None:
                     for job in jobs:
                         _rank_rows(*job)
                 else:
                     list(pool.map(lambda job: _rank_rows(*job), jobs))
+                total_histogram = np.diff(at_most, axis=1, prepend=0)
                 ap_tie[chunk] = _tie_aware_ap(total_histogram, relevant_histogram, topk, harmonic)
                 ranks.sort(axis=1)
                 ap_index[chunk] = _index_order_ap(ranks, topk)
@@ -338,12 +347,15 @@ def evaluate_packed(packed_query, packed_database, query_labels, database_labels
         if pool is not None:
             pool.shutdown()
 
+    ap_tie, ap_index = ap_tie[expand], ap_index[expand]
+    precision_tie = {k: v[expand] for k, v in precision_tie.items()}
+    precision_index = {k: v[expand] for k, v in precision_index.items()}
     relevant_per_class = np.bincount(database_class, minlength=len(classes))
-    n_without = int(np.count_nonzero(relevant_per_class[query_class] == 0))
+    n_without = int(np.count_nonzero(relevant_per_class[all_query_class] == 0))
     curve = None
     if pr_curve:
-        curve = {"radius": np.arange(n_distances), "precision": pr_precision.mean(axis=0),
-                 "recall": pr_recall.mean(axis=0)}
+        curve = {"radius": np.arange(n_distances), "precision": pr_precision[expand].mean(axis=0),
+                 "recall": pr_recall[expand].mean(axis=0)}
     return EvaluationResult(
         ap_tie_aware=ap_tie, ap_index_order=ap_index,
         map_tie_aware=float(ap_tie.mean()), map_index_order=float(ap_index.mean()), topk=topk,
@@ -364,6 +376,9 @@ class _RelevantRanker:
     the t-th one (index order). With key = distance * (l + 1) + segment, the cumulative histogram at
     the key of the t-th relevant item counts the items at a smaller distance plus the items at the
     same distance with an index up to its own: exactly its 1-based rank under a stable sort.
+    Keys use the narrowest unsigned type that holds them (uint16 up to 65,536 keys, e.g. 64-bit
+    codes with classes of up to 1,007 database items): building them is the cheap part, counting
+    them with one ``np.bincount`` the dear one.
     """
 
     def __init__(self, database_words: np.ndarray, n_bits: int):
@@ -372,7 +387,6 @@ class _RelevantRanker:
         n_database = database_words.shape[1]
         self.xor_buffer = np.empty(n_database, dtype=np.uint64)
         self.distance_buffer = np.empty(n_database, dtype=_distance_dtype(n_bits))
-        self.key_buffer = np.empty(n_database, dtype=np.intp)
 
     def set_relevant(self, relevant: np.ndarray, histogram_limit: float) -> None:
         n_database = self.database_words.shape[1]
@@ -381,36 +395,47 @@ class _RelevantRanker:
         self.n_keys = self.stride * self.n_distances
         self.use_histogram = self.n_keys <= histogram_limit * n_database
         if self.use_histogram:
+            key_dtype = np.uint16 if self.n_keys <= 1 << 16 else np.uint32 if self.n_keys <= 1 << 32 else np.uint64
+            self.key_stride = key_dtype(self.stride)
+            self.key_buffer = np.empty(n_database, dtype=key_dtype)
             is_relevant = np.zeros(n_database, dtype=np.intp)
             is_relevant[relevant] = 1
-            self.segment = np.cumsum(is_relevant) - is_relevant  # relevant items before each item
-            self.relevant_segment = np.arange(relevant.size)
+            # relevant items before each item
+            self.segment = (np.cumsum(is_relevant) - is_relevant).astype(key_dtype)
+            self.relevant_segment = np.arange(relevant.size, dtype=np.intp)
+            self.relevant_key_buffer = np.empty(relevant.size, dtype=np.intp)
+            self.cumulative_buffer = np.empty(self.n_keys, dtype=np.int64)
             self.last_of_distance = np.arange(1, self.n_distances + 1) * self.stride - 1
 
-    def rank(self, query_words: np.ndarray):
-        """(ranks of the relevant items, histogram of all distances, histogram of relevant ones)."""
+    def rank_into(self, query_words: np.ndarray, ranks: np.ndarray, at_most: np.ndarray,
+                  relevant_histogram: np.ndarray) -> None:
+        """Write one query's stable ranks of the relevant items (index order of ``relevant``), the
+        number of database items at distance <= d for every d, and the histogram of the relevant
+        items' distances into the given rows."""
         distances = _row_distances(self.database_words, query_words, self.xor_buffer,
                                    self.distance_buffer)
-        relevant_distances = distances[self.relevant].astype(np.intp)
+        relevant_distances = distances[self.relevant]
+        relevant_histogram[...] = np.bincount(relevant_distances, minlength=self.n_distances)
         if self.use_histogram:
-            keys = np.multiply(distances, self.stride, out=self.key_buffer, dtype=np.intp)
+            keys = np.multiply(distances, self.key_stride, out=self.key_buffer)
             np.add(keys, self.segment, out=keys)
-            cumulative = np.cumsum(np.bincount(keys, minlength=self.n_keys))
-            ranks = cumulative[relevant_distances * self.stride + self.relevant_segment]
-            at_most = cumulative[self.last_of_distance]
-            histogram = np.diff(at_most, prepend=0)
+            cumulative = np.cumsum(np.bincount(keys, minlength=self.n_keys), out=self.cumulative_buffer)
+            relevant_keys = np.multiply(relevant_distances, self.stride, out=self.relevant_key_buffer,
+                                        dtype=np.intp)
+            np.add(relevant_keys, self.relevant_segment, out=relevant_keys)
+            np.take(cumulative, relevant_keys, out=ranks)
+            np.take(cumulative, self.last_of_distance, out=at_most)
         else:  # a class so large that the histogram would dwarf the database: stable radix sort
             order = np.argsort(distances, kind="stable")
             position = np.empty(distances.size, dtype=np.int64)
             position[order] = np.arange(1, distances.size + 1)
-            ranks = position[self.relevant]
-            histogram = np.bincount(distances, minlength=self.n_distances)
-        return ranks, histogram, np.bincount(relevant_distances, minlength=self.n_distances)
+            np.take(position, self.relevant, out=ranks)
+            np.cumsum(np.bincount(distances, minlength=self.n_distances), out=at_most)
 
 
-def _rank_rows(ranker, rows, query_words, ranks, total_histogram, relevant_histogram) -> None:
+def _rank_rows(ranker, rows, query_words, ranks, at_most, relevant_histogram) -> None:
     for position, row in enumerate(rows):
-        ranks[row], total_histogram[row], relevant_histogram[row] = ranker.rank(query_words[:, position])
+        ranker.rank_into(query_words[:, position], ranks[row], at_most[row], relevant_histogram[row])
 
 
 # ----------------------------------------------------------------------------------------------

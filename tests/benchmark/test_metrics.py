@@ -318,6 +318,34 @@ def test_chunks_threads_and_the_sorting_path_give_identical_results(many_ties, t
         np.testing.assert_allclose(run.pr_curve["precision"], base.pr_curve["precision"], atol=1e-13)
 
 
+def test_repeated_queries_get_their_own_results(many_ties):
+    # the evaluator ranks each distinct (code, class) once: repeats must still get their own class's AP
+    query_codes, database_codes, query_labels, database_labels, distances, relevant = many_ties
+    rows = np.array([5, 5, 5, 6, 6, 5, 7, 7])
+    labels = np.array([0, 1, 0, 2, 2, 3, 4, 0])
+    result = evaluate(query_codes[rows], database_codes, labels, database_labels, topk=40)
+    for position, (row, label) in enumerate(zip(rows, labels)):
+        is_relevant = database_labels == label
+        assert result.ap_index_order[position] == pytest.approx(index_order_ap(distances[row], is_relevant, 40), abs=1e-12)
+        assert result.ap_tie_aware[position] == pytest.approx(reference_tie_aware_ap(distances[row], is_relevant, 40),
+                                                              abs=1e-10)
+    assert result.ap_index_order[0] == result.ap_index_order[2] and result.n_queries == len(rows)
+
+
+def test_wide_histogram_keys_match_reference():
+    # 96 bits and a class of 700 items: 97 * 701 > 65,536 keys, so the keys need 32 bits
+    rng = np.random.default_rng(9)
+    query_codes, database_codes = random_codes(rng, 4, 96), random_codes(rng, 1400, 96)
+    database_codes[700:] = database_codes[:700]  # ties across the two classes
+    query_labels, database_labels = np.array([0, 1, 0, 1]), np.repeat([0, 1], 700)
+    distances = reference_distances(query_codes, database_codes)
+    relevant = query_labels[:, None] == database_labels[None, :]
+    result = evaluate_packed(pack_codes(query_codes), pack_codes(database_codes), query_labels, database_labels,
+                             n_bits=96, _histogram_limit=1e6)
+    np.testing.assert_allclose(result.ap_index_order, [index_order_ap(distances[q], relevant[q]) for q in range(4)],
+                               rtol=0, atol=1e-12)
+
+
 def test_labels_of_any_comparable_type():
     query_codes, database_codes, query_labels, database_labels = many_ties_problem(seed=2, n_queries=6)
     names = np.array([f"class-{label}" for label in range(6)])

@@ -29,6 +29,7 @@ workers by value, so a user's plugin file need not be installed on them.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import socket
@@ -38,6 +39,8 @@ from concurrent.futures import CancelledError
 from typing import Callable, Iterator, Sequence
 
 SCHEDULER_FORMS = "'tcp://HOST:PORT' (a running `dask scheduler`) or 'local:N' (start N local worker processes)"
+logger = logging.getLogger(__name__)
+
 LOCAL_ALLOWED_FAILURES = 1  # one retry for a cell whose worker died, then the cell is reported failed
 MAX_RESUBMITS = 2  # resubmissions of a cell whose scattered input was lost with its worker
 
@@ -189,6 +192,34 @@ def _death_cause(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+WORKER_PRELOAD = ("benchmark.runner", "methods")  # imported once in the fork server, not per worker
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def _start_fork_server() -> None:
+    """Local workers fork from one server process that has already imported the benchmark and
+    every method (torch included), so starting or restarting a worker costs a fork, not seconds
+    of imports. The server starts with one BLAS/OpenMP thread, as single-threaded workers should
+    (the variables Dask's nanny would set before a spawn)."""
+    from multiprocessing import forkserver
+
+    from distributed.utils import get_mp_context
+
+    context = get_mp_context()  # sets distributed's own preload list once per process
+    preload = list(getattr(forkserver._forkserver, "_preload_modules", []) or [])
+    context.set_forkserver_preload(preload + [m for m in WORKER_PRELOAD if m not in preload])
+    saved = {name: os.environ.get(name) for name in SINGLE_THREAD_ENV}
+    os.environ.update(SINGLE_THREAD_ENV)
+    try:
+        forkserver.ensure_running()  # no-op when this process's fork server already runs
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _make_submit(client) -> Callable:
     def submit(fn: Callable, tasks: Sequence[tuple]) -> Iterator:
         tasks = [tuple(task) for task in tasks]
@@ -243,6 +274,7 @@ def _run(client, fn, tasks, shipped, runner_tasks) -> Iterator:
                 # its scattered input was lost with a dead worker: scatter again and resubmit
                 if runner_tasks and resubmits[index] < MAX_RESUBMITS:
                     resubmits[index] += 1
+                    logger.warning("resubmitting %s: %s", tasks[index][0].describe(), error)
                     retry = send(index)
                     futures[retry] = index
                     pending.add(retry)
@@ -277,34 +309,31 @@ def dask_submit(scheduler: str, *, connect_timeout: float = 5.0, memory_limit="a
     import dask
     from distributed import Client, LocalCluster
 
-    cluster = None
-    if kind == "tcp":
-        host, port = target
-        address = f"tcp://{scheduler.strip()[len('tcp://'):].rstrip('/')}"
-        _check_reachable(address, host, port, connect_timeout)
-        try:
-            client = Client(address, timeout=connect_timeout, set_as_default=False)
-        except (OSError, TimeoutError) as error:
-            raise SchedulerError(
-                f"cannot connect to the Dask scheduler at {address} ({error}). Check that `dask scheduler` "
-                "runs there and is reachable, or use --scheduler local:N.") from error
-    else:
-        # each worker holds only the cell it runs, so a dying worker takes no other cell with it
-        with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+    with contextlib.ExitStack() as stack:
+        if kind == "tcp":
+            host, port = target
+            address = f"tcp://{scheduler.strip()[len('tcp://'):].rstrip('/')}"
+            _check_reachable(address, host, port, connect_timeout)
+            try:
+                client = Client(address, timeout=connect_timeout, set_as_default=False)
+            except (OSError, TimeoutError) as error:
+                raise SchedulerError(
+                    f"cannot connect to the Dask scheduler at {address} ({error}). Check that `dask scheduler` "
+                    "runs there and is reachable, or use --scheduler local:N.") from error
+        else:
+            # Each worker holds only the cell it runs (saturation 1.0), so a dying worker takes no
+            # other cell with it; workers, restarted ones included, fork from a preloaded server
+            # (the setting stays for the cluster's life: the nanny reads it at every restart).
+            stack.enter_context(dask.config.set({"distributed.scheduler.worker-saturation": 1.0,
+                                                 "distributed.worker.multiprocessing-method": "forkserver"}))
+            _start_fork_server()
             cluster = LocalCluster(
                 n_workers=target, threads_per_worker=1, processes=True, host="127.0.0.1",
                 dashboard_address=None, memory_limit=memory_limit,
                 # no dashboard; the scheduler's health/metrics endpoint on a free loopback port
                 scheduler_kwargs={"allowed_failures": LOCAL_ALLOWED_FAILURES, "dashboard": False,
                                   "dashboard_address": "127.0.0.1:0"})
-        try:
+            stack.callback(cluster.close)
             client = Client(cluster, set_as_default=False)
-        except BaseException:
-            cluster.close()
-            raise
-    try:
+        stack.callback(client.close)
         yield _make_submit(client)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()

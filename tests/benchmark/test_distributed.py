@@ -178,3 +178,18 @@ def test_parse_scheduler():
     assert parse_scheduler("local:3") == ("local", 3)
     assert parse_scheduler("tcp://10.0.0.5:8786") == ("tcp", ("10.0.0.5", 8786))
     assert parse_scheduler(" tcp://[::1]:8786 ") == ("tcp", ("::1", 8786))
+
+
+def test_store_root_unseen_by_a_worker_is_refused(tmp_path):
+    from benchmark.distributed import _check_store_shared
+
+    class OneBlindWorker:  # stands for a remote worker without the shared filesystem
+        def run(self, function, root, probe):
+            return {"tcp://10.0.0.7:4000": False, "tcp://127.0.0.1:4001": function(root, probe)}
+
+    with pytest.raises(SchedulerError) as error:
+        _check_store_shared(OneBlindWorker(), str(tmp_path))
+    message = str(error.value)
+    assert f"the result store {tmp_path} is not visible from Dask worker(s) tcp://10.0.0.7:4000" in message
+    assert "127.0.0.1:4001" not in message and "shared by every worker" in message
+    assert os.listdir(str(tmp_path)) == []  # the probe file is removed again

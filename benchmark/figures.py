@@ -1,5 +1,7 @@
 """Figures of the paper drawn with matplotlib (PNG and PDF): Figure 2, the log-log class-size
-plots of the long-tail training splits.
+plots of the long-tail training splits, and Figures 3-7 from an experiment's stored results
+(frames built by ``benchmark.analysis_report.experiment_frame``: one row per stored cell with
+columns base, value, imbalance_factor, bits, seed, map).
 """
 from __future__ import annotations
 
@@ -51,3 +53,150 @@ def figure2_from_splits(data, imbalance_factors: Sequence[float], path_stem: str
 
     sizes = {float(f): make_long_tail(data, f, seed=split_seed).train_class_sizes() for f in imbalance_factors}
     return plot_class_sizes(sizes, data.name, path_stem)
+
+
+# ---------------------------------------------------------------------------- Figures 3-7
+
+PANEL_LETTERS = "abcdefghijklmnop"
+
+
+def _mean_over_seeds(frame, by):
+    return frame.groupby(by, sort=True)["map"].mean().reset_index()
+
+
+def _panels(n_panels: int, width: float = 3.3, height: float = 2.9):
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, n_panels, figsize=(width * n_panels, height), squeeze=False)
+    return fig, list(axes[0])
+
+
+def _finish(fig, axes, title: str, legend_title: str | None = None):
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8,
+                   title=legend_title, title_fontsize=8, bbox_to_anchor=(0.5, -0.02), frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.1 if handles else 0, 1, 0.95))
+
+
+def _check(frame, what: str):
+    if frame is None or len(frame) == 0:
+        raise ValueError(f"no stored results for {what}; run its experiment first (run_benchmark.py --experiment ...).")
+
+
+def plot_beta_sensitivity(frame, dataset: str, path_stem: str) -> list[str]:
+    """Figure 3: MAP of LTHNet (k=3) against the class-balanced loss's beta, one panel per IF,
+    one line per code length. Beta values sit at equal spacing (0, 0.9, 0.99, ... are log-like)."""
+    _check(frame, "Figure 3 (beta-sensitivity)")
+    data = _mean_over_seeds(frame, ["imbalance_factor", "bits", "value"])
+    betas = sorted(data["value"].unique())
+    position = {b: i for i, b in enumerate(betas)}
+    factors = sorted(data["imbalance_factor"].unique())
+    fig, axes = _panels(len(factors))
+    for i, (ax, factor) in enumerate(zip(axes, factors)):
+        for bits, group in data[data["imbalance_factor"] == factor].groupby("bits"):
+            group = group.sort_values("value")
+            ax.plot([position[v] for v in group["value"]], group["map"], marker="o", label=f"{bits} bits")
+        ax.set_xticks(range(len(betas)))
+        ax.set_xticklabels([f"{b:g}" for b in betas], fontsize=7)
+        ax.set_xlabel(r"$\beta$ (class-balanced loss, eq. 13)")
+        ax.set_ylabel("MAP")
+        ax.set_title(f"({PANEL_LETTERS[i]}) {dataset}, IF={factor:g}", fontsize=9)
+    _finish(fig, axes, f"Fig. 3: LTHNet (k=3) with different \u03b2 values on {dataset}")
+    return save_figure(fig, path_stem)
+
+
+def _batch_axis(ax, sizes):
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes)
+    ax.set_xticklabels([str(int(s)) for s in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("batch size (log scale)")
+    ax.set_ylabel("MAP")
+
+
+def plot_batch_size_lthnet(frame, dataset: str, bits: int, path_stem: str) -> list[str]:
+    """Figure 4: MAP of LTHNet (k=3) against the batch size (log2 axis), one line per IF."""
+    _check(frame, "Figure 4 (batch-size, LTHNet)")
+    data = _mean_over_seeds(frame, ["imbalance_factor", "value"])
+    sizes = sorted(data["value"].unique())
+    fig, axes = _panels(1, width=4.4, height=3.3)
+    ax = axes[0]
+    for factor, group in data.groupby("imbalance_factor"):
+        group = group.sort_values("value")
+        ax.plot(group["value"], group["map"], marker="o", label=f"IF={factor:g}")
+    _batch_axis(ax, sizes)
+    ax.set_title(f"{dataset}, {bits} bits", fontsize=9)
+    _finish(fig, axes, "Fig. 4: LTHNet (k=3) with different batch sizes")
+    return save_figure(fig, path_stem)
+
+
+def plot_batch_size_deep(frame, dataset: str, bits: int, path_stem: str) -> list[str]:
+    """Figure 6: MAP of the deep methods against the batch size, one panel per IF, one line per method."""
+    _check(frame, "Figure 6 (batch-size, deep methods)")
+    data = frame.groupby(["base", "imbalance_factor", "value"], sort=True)["map"].mean().reset_index()
+    sizes = sorted(data["value"].unique())
+    factors = sorted(data["imbalance_factor"].unique())
+    fig, axes = _panels(len(factors))
+    for i, (ax, factor) in enumerate(zip(axes, factors)):
+        for method in dict.fromkeys(frame["base"]):
+            group = data[(data["imbalance_factor"] == factor) & (data["base"] == method)].sort_values("value")
+            if len(group):
+                ax.plot(group["value"], group["map"], marker="o", label=method)
+        _batch_axis(ax, sizes)
+        ax.set_title(f"({PANEL_LETTERS[i]}) {dataset}, IF={factor:g}", fontsize=9)
+    _finish(fig, axes, f"Fig. 6: deep hashing methods with various batch sizes ({bits} bits)")
+    return save_figure(fig, path_stem)
+
+
+def plot_dme_ablation(frame, dataset: str, path_stem: str) -> list[str]:
+    """Figure 5: MAP of LTHNet (k=0) with (TRUE, red) and without (FALSE, blue) the extended DME
+    module against the code length, one panel per IF."""
+    _check(frame, "Figure 5 (dme-ablation)")
+    data = _mean_over_seeds(frame, ["imbalance_factor", "bits", "value"])
+    factors = sorted(data["imbalance_factor"].unique())
+    fig, axes = _panels(len(factors))
+    styles = {True: ("TRUE (with DME)", "tab:red", "o"), False: ("FALSE (without DME)", "tab:blue", "s")}
+    for i, (ax, factor) in enumerate(zip(axes, factors)):
+        for flag in (True, False):
+            group = data[(data["imbalance_factor"] == factor) & (data["value"] == flag)].sort_values("bits")
+            if len(group):
+                label, color, marker = styles[flag]
+                ax.plot(group["bits"], group["map"], marker=marker, color=color, label=label)
+        ax.set_xticks(sorted(data["bits"].unique()))
+        ax.set_xlabel("code length (bits)")
+        ax.set_ylabel("MAP")
+        ax.set_title(f"({PANEL_LETTERS[i]}) {dataset}, IF={factor:g}", fontsize=9)
+    _finish(fig, axes, "Fig. 5: LTHNet (k=0) with and without the extended DME module")
+    return save_figure(fig, path_stem)
+
+
+def normalised_loss(losses) -> np.ndarray:
+    """A loss curve divided by its maximum (the paper's Fig. 7 y-axis)."""
+    losses = np.asarray(losses, dtype=np.float64)
+    if losses.size == 0 or not np.all(np.isfinite(losses)):
+        raise ValueError("a loss curve needs finite values to be normalised.")
+    peak = np.max(np.abs(losses))
+    return losses / peak if peak > 0 else losses
+
+
+def plot_convergence(curves: dict[float, list[np.ndarray]], dataset: str, bits: int, path_stem: str) -> list[str]:
+    """Figure 7: per-epoch training loss normalised by its maximum, one line per IF (mean over seeds)."""
+    if not curves:
+        _check(None, "Figure 7 (convergence)")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.4, 3.3))
+    for factor in sorted(curves):
+        runs = [normalised_loss(c) for c in curves[factor]]
+        length = min(len(r) for r in runs)
+        mean = np.mean([r[:length] for r in runs], axis=0)
+        ax.plot(np.arange(1, length + 1), mean, marker="o" if length <= 30 else None, markersize=3,
+                label=f"IF={factor:g}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss / max loss")
+    ax.set_title(f"Fig. 7: convergence of LTHNet (k=3), {dataset}, {bits} bits", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path_stem)

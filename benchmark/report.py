@@ -41,13 +41,21 @@ def paper_method_order() -> list[str]:
 # ---------------------------------------------------------------------------- frames
 
 
-def results_frame(store: ResultStore, dataset: str, mode: str = "features") -> pd.DataFrame:
-    """One row per stored cell of a table: deep methods of ``mode``, shallow methods from features mode."""
+def results_frame(store: ResultStore, dataset: str, mode: str = "features",
+                  method_keys=None) -> pd.DataFrame:
+    """One row per stored cell of a table: deep methods of ``mode``, shallow methods from features mode.
+
+    ``method_keys`` (spec keys such as ``LTHNet(k=3)``) restricts the table to one run's methods, so
+    an experiment's variants (``LTHNet(beta=0.9,k=3)``) stay out of the main table.
+    """
     rows = []
+    keys = None if method_keys is None else set(method_keys)
     for record in store.records(dataset=dataset):
         cell = record["cell"]
         family = record["method"]["family"]
         if cell["mode"] != (mode if family == "deep" else "features"):
+            continue
+        if keys is not None and record["method"]["key"] not in keys:
             continue
         metrics = record["metrics"]
         rows.append({
@@ -200,11 +208,13 @@ def to_markdown(wide: pd.DataFrame, published: pd.DataFrame | None = None) -> st
 
 
 def per_query_ap(store: ResultStore, dataset: str, mode: str, method_display: str, factor: float, bits: int,
-                 policy: str = "tie_aware") -> dict[int, np.ndarray]:
+                 policy: str = "tie_aware", method_keys=None) -> dict[int, np.ndarray]:
     """Per-query AP arrays by seed for one method and setting."""
     out = {}
     for record in store.records(dataset=dataset):
         cell = record["cell"]
+        if method_keys is not None and record["method"]["key"] not in set(method_keys):
+            continue
         if (record["method"]["display"] == method_display and float(cell["imbalance_factor"]) == factor
                 and int(cell["n_bits"]) == bits
                 and cell["mode"] == (mode if record["method"]["family"] == "deep" else "features")):
@@ -213,7 +223,7 @@ def per_query_ap(store: ResultStore, dataset: str, mode: str, method_display: st
 
 
 def paired_ttests(store: ResultStore, dataset: str, mode: str = "features", method: str | None = None,
-                  policy: str = "tie_aware") -> pd.DataFrame:
+                  policy: str = "tie_aware", method_keys=None) -> pd.DataFrame:
     """Paired t-test of ``method`` against the best other method in each (IF, bits) setting.
 
     Over per-query AP (averaged over the seeds both methods ran), two-sided, scipy.stats.ttest_rel;
@@ -222,7 +232,7 @@ def paired_ttests(store: ResultStore, dataset: str, mode: str = "features", meth
     """
     from scipy import stats
 
-    frame = results_frame(store, dataset, mode)
+    frame = results_frame(store, dataset, mode, method_keys)
     if frame.empty:
         return pd.DataFrame()
     summary = summary_table(frame, policy)
@@ -237,8 +247,8 @@ def paired_ttests(store: ResultStore, dataset: str, mode: str = "features", meth
         if others.empty:
             continue
         best = others.loc[others["map"].idxmax()]
-        ours = per_query_ap(store, dataset, mode, method, factor, bits, policy)
-        theirs = per_query_ap(store, dataset, mode, best["method"], factor, bits, policy)
+        ours = per_query_ap(store, dataset, mode, method, factor, bits, policy, method_keys)
+        theirs = per_query_ap(store, dataset, mode, best["method"], factor, bits, policy, method_keys)
         common = sorted(set(ours) & set(theirs))
         if not common:
             continue
@@ -263,21 +273,67 @@ def paired_ttests(store: ResultStore, dataset: str, mode: str = "features", meth
     return pd.DataFrame(rows)
 
 
+# ---------------------------------------------------------------------------- head / medium / tail
+
+GROUPS = ("head", "medium", "tail")
+
+
+def group_summary(frame: pd.DataFrame, policy: str = "tie_aware") -> pd.DataFrame:
+    """MAP over the queries of head, medium and tail classes (thirds of the classes by training-set
+    size, see ``benchmark.runner.class_groups``), mean over seeds, per method x IF x bits."""
+    columns = [f"{g}_map_{policy}" for g in GROUPS]
+    if frame.empty or not all(c in frame.columns for c in columns):
+        return pd.DataFrame()
+    grouped = frame.groupby(["method", "imbalance_factor", "bits"], sort=False)
+    out = grouped[columns + [f"map_{policy}"]].mean().reset_index()
+    out = out.rename(columns={**{f"{g}_map_{policy}": g for g in GROUPS}, f"map_{policy}": "all"})
+    out["tail_minus_head"] = out["tail"] - out["head"]
+    order = {m: i for i, m in enumerate(ordered_methods(out["method"]))}
+    return out.sort_values(["imbalance_factor", "bits", "method"],
+                           key=lambda s: s.map(order) if s.name == "method" else s).reset_index(drop=True)
+
+
+def group_markdown(groups: pd.DataFrame, bits: int | None = None) -> str:
+    """Rows: methods; columns: head / medium / tail / all MAP per IF, at one code length (the
+    middle one by default: 64 bits on the paper's datasets)."""
+    if groups.empty:
+        return ""
+    all_bits = sorted(groups["bits"].unique())
+    bits = int(all_bits[len(all_bits) // 2]) if bits is None else int(bits)
+    chosen = groups[groups["bits"] == bits]
+    factors = sorted(chosen["imbalance_factor"].unique())
+    header = ["Method"] + [f"IF={f:g} {g}" for f in factors for g in GROUPS + ("all",)]
+    lines = [f"Head / medium / tail MAP at {bits} bits (classes split into thirds by training-set size; "
+             "MAP over the queries of each group's classes).", "",
+             "| " + " | ".join(header) + " |", "|---|" + "---|" * (len(header) - 1)]
+    for method in ordered_methods(chosen["method"]):
+        cells = []
+        for factor in factors:
+            row = chosen[(chosen["method"] == method) & (chosen["imbalance_factor"] == factor)]
+            for g in GROUPS + ("all",):
+                cells.append("–" if row.empty or pd.isna(row[g].iloc[0]) else f"{row[g].iloc[0]:.4f}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------------------- all reports
 
 
 def write_reports(store: ResultStore, dataset: str, mode: str = "features", out_dir: str | None = None,
-                  policy: str = "tie_aware", ttest_method: str | None = None) -> dict[str, str]:
-    """Write CSV (wide and long), LaTeX, Markdown and t-test tables; returns name -> path (+ 'markdown' text)."""
+                  policy: str = "tie_aware", ttest_method: str | None = None, method_keys=None,
+                  name_suffix: str = "") -> dict[str, str]:
+    """Write CSV (wide and long), LaTeX, Markdown, t-test and head/medium/tail tables; returns
+    name -> path (+ 'markdown' text). ``method_keys`` restricts them to one run's methods;
+    ``name_suffix`` (e.g. ``_table3``) keeps an experiment's tables apart from the main run's."""
     out_dir = out_dir or os.path.join(store.root, "tables")
     os.makedirs(out_dir, exist_ok=True)
-    frame = results_frame(store, dataset, mode)
+    frame = results_frame(store, dataset, mode, method_keys)
     if frame.empty:
         return {}
     summary = summary_table(frame, policy)
     wide = wide_table(summary)
     caption = table_caption(frame, dataset, mode, policy)
-    stem = os.path.join(out_dir, f"map_{dataset.replace(':', '_').replace(os.sep, '_')}_{mode}_{policy}")
+    stem = os.path.join(out_dir, f"map_{dataset.replace(':', '_').replace(os.sep, '_')}_{mode}_{policy}{name_suffix}")
     paths = {}
 
     flat = wide.copy()
@@ -299,9 +355,13 @@ def write_reports(store: ResultStore, dataset: str, mode: str = "features", out_
         markdown += "\nCells read 'ours / published (ours - published)'.\n"
     paths["markdown_file"] = _write_text(stem + ".md", markdown)
 
-    tests = paired_ttests(store, dataset, mode, ttest_method, policy)
+    tests = paired_ttests(store, dataset, mode, ttest_method, policy, method_keys)
     if not tests.empty:
         paths["ttest_csv"] = _write_text(stem + "_ttest.csv", tests.to_csv(index=False, float_format="%.6g"))
+    groups = group_summary(frame, policy)
+    if not groups.empty:
+        paths["groups_csv"] = _write_text(stem + "_head_medium_tail.csv", groups.to_csv(index=False, float_format="%.4f"))
+        paths["groups_markdown"] = _write_text(stem + "_head_medium_tail.md", group_markdown(groups))
     paths["markdown"] = markdown
     return paths
 

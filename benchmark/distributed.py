@@ -306,20 +306,22 @@ def dask_submit(scheduler: str, *, connect_timeout: float = 5.0, memory_limit="a
     processes on 127.0.0.1, no dashboard, closed on exit).
     """
     kind, target = parse_scheduler(scheduler)
+    if kind == "tcp":
+        host, port = target
+        address = f"tcp://{scheduler.strip()[len('tcp://'):].rstrip('/')}"
+        _check_reachable(address, host, port, connect_timeout)  # before the slow imports below
     import dask
     from distributed import Client, LocalCluster
 
     with contextlib.ExitStack() as stack:
         if kind == "tcp":
-            host, port = target
-            address = f"tcp://{scheduler.strip()[len('tcp://'):].rstrip('/')}"
-            _check_reachable(address, host, port, connect_timeout)
             try:
                 client = Client(address, timeout=connect_timeout, set_as_default=False)
-            except (OSError, TimeoutError) as error:
+            except Exception as error:  # refused handshake, timeout, or not a Dask scheduler at all
                 raise SchedulerError(
-                    f"cannot connect to the Dask scheduler at {address} ({error}). Check that `dask scheduler` "
-                    "runs there and is reachable, or use --scheduler local:N.") from error
+                    f"cannot connect to a Dask scheduler at {address}: something answers there, but the "
+                    f"Dask handshake failed ({type(error).__name__}: {error}). Check that `dask scheduler` "
+                    "runs at that address, or use --scheduler local:N.") from error
         else:
             # Each worker holds only the cell it runs (saturation 1.0), so a dying worker takes no
             # other cell with it; workers, restarted ones included, fork from a preloaded server

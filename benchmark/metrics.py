@@ -47,11 +47,13 @@ Algorithm: no per-query sort. For each query, the distances to the database (XOR
 64-bit words) go into one histogram keyed by (segment, distance), where segment ``t`` is the stretch
 of the database between the (t-1)-th and t-th relevant item in index order. Its cumulative sums give
 the index-order rank of every relevant item and the per-distance counts that the tie-aware formula
-needs. Memory is O(n_database) per query plus O(chunk_size * l_q); the inputs themselves aside,
-ImageNet100 size (5,000 x 128,503, 64 bits) stays far below 2 GB (see benchmarks/bench_evaluator.py).
+needs. Queries that repeat both code and class are ranked once. Memory is O(n_database) per thread
+plus O(chunk_size * l_q); the inputs aside, the ImageNet100 size (5,000 x 128,503, 64 bits) needs
+about 16 MB. Speed and memory: ``python benchmarks/bench_evaluator.py``.
 """
 from __future__ import annotations
 
+import queue
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -141,6 +143,8 @@ def _as_words(packed: np.ndarray) -> np.ndarray:
 
 
 _HAS_BITWISE_COUNT = hasattr(np, "bitwise_count")
+# ufunc.at got its fast path in NumPy 1.25; before that np.bincount is the faster counter
+_FAST_UFUNC_AT = tuple(int(part) for part in np.__version__.split(".")[:2]) >= (1, 25)
 
 
 def _popcount(words: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -236,8 +240,9 @@ def evaluate(query_codes, database_codes, query_labels, database_labels, *, topk
     ``topk``: None = MAP over the whole database (the paper's MAP), else MAP@topk.
     ``precision_ks``: cutoffs for precision@k. ``pr_curve``: also compute precision/recall by radius.
     ``chunk_size``: queries processed together (bounds memory at O(chunk_size * items per class)).
-    ``n_threads``: worker threads over the queries of a chunk (NumPy releases the GIL in the heavy
-    steps); results do not depend on it.
+    ``n_threads``: worker threads, each taking whole chunks of one class's queries (NumPy releases
+    the GIL in the heavy steps); results do not depend on it. The default (1) leaves the cores to
+    other work, e.g. ``--jobs`` cells; 2 threads on 2 cores about halve the wall-clock time.
     """
     query_codes = _check_sign_codes(query_codes, "query_codes")
     database_codes = _check_sign_codes(database_codes, "database_codes")
@@ -305,47 +310,60 @@ def evaluate_packed(packed_query, packed_database, query_labels, database_labels
     class_starts = np.searchsorted(database_class[database_order], np.arange(len(classes) + 1))
     queries_by_class = np.argsort(query_class, kind="stable")
     query_class_starts = np.searchsorted(query_class[queries_by_class], np.arange(len(classes) + 1))
-    workers = [_RelevantRanker(database_words, n_bits) for _ in range(n_threads)]
-    pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
-    try:
-        for class_id in range(len(classes)):
-            queries = queries_by_class[query_class_starts[class_id]:query_class_starts[class_id + 1]]
-            relevant = database_order[class_starts[class_id]:class_starts[class_id + 1]]  # ascending
-            if queries.size == 0 or relevant.size == 0:
-                continue  # no relevant item: every metric stays 0 (module docstring)
-            for worker in workers:
-                worker.set_relevant(relevant, _histogram_limit)
-            for start in range(0, queries.size, chunk_size):
-                chunk = queries[start:start + chunk_size]
-                ranks = np.empty((chunk.size, relevant.size), dtype=np.int64)
-                at_most = np.empty((chunk.size, n_distances), dtype=np.int64)
-                relevant_histogram = np.empty((chunk.size, n_distances), dtype=np.int64)
-                parts = np.array_split(np.arange(chunk.size), len(workers))
-                jobs = [(worker, rows, query_words[:, chunk[rows]], ranks, at_most,
-                         relevant_histogram) for worker, rows in zip(workers, parts) if rows.size]
-                if pool is None:
-                    for job in jobs:
-                        _rank_rows(*job)
-                else:
-                    list(pool.map(lambda job: _rank_rows(*job), jobs))
-                total_histogram = np.diff(at_most, axis=1, prepend=0)
-                ap_tie[chunk] = _tie_aware_ap(total_histogram, relevant_histogram, topk, harmonic)
-                ranks.sort(axis=1)
-                ap_index[chunk] = _index_order_ap(ranks, topk)
-                for k in precision_ks:
-                    cutoff = min(k, n_database)
-                    precision_tie[k][chunk] = _expected_relevant_in_top(
-                        total_histogram, relevant_histogram, cutoff) / cutoff
-                    precision_index[k][chunk] = (ranks <= cutoff).sum(axis=1) / cutoff
-                if pr_curve:
-                    retrieved = np.cumsum(total_histogram, axis=1)
-                    relevant_retrieved = np.cumsum(relevant_histogram, axis=1)
-                    pr_precision[chunk] = np.divide(relevant_retrieved, retrieved,
-                                                    out=np.zeros(retrieved.shape), where=retrieved > 0)
-                    pr_recall[chunk] = relevant_retrieved / relevant.size
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    # Work units: the queries of one class, in chunks (at least one per thread when a class has
+    # many queries). Each unit writes only its own rows of the result arrays, so units can run on
+    # threads; each thread owns a ranker (its buffers) that it re-targets when the class changes.
+    units = []
+    for class_id in range(len(classes)):
+        queries = queries_by_class[query_class_starts[class_id]:query_class_starts[class_id + 1]]
+        relevant = database_order[class_starts[class_id]:class_starts[class_id + 1]]  # ascending
+        if queries.size == 0 or relevant.size == 0:
+            continue  # no relevant item: every metric stays 0 (module docstring)
+        size = min(chunk_size, -(-queries.size // n_threads))
+        units.extend((class_id, relevant, queries[start:start + size]) for start in range(0, queries.size, size))
+
+    rankers = queue.SimpleQueue()
+    for _ in range(min(n_threads, max(len(units), 1))):
+        rankers.put(_RelevantRanker(database_words, n_bits))
+
+    def run_unit(unit) -> None:
+        class_id, relevant, chunk = unit
+        ranker = rankers.get()
+        try:
+            if ranker.class_id != class_id:
+                ranker.set_relevant(relevant, _histogram_limit)
+                ranker.class_id = class_id
+            ranks = np.empty((chunk.size, relevant.size), dtype=np.int64)
+            at_most = np.empty((chunk.size, n_distances), dtype=np.int64)
+            relevant_distances = np.empty((chunk.size, relevant.size), dtype=_distance_dtype(n_bits))
+            chunk_words = query_words[:, chunk]
+            for row in range(chunk.size):
+                ranker.rank_into(chunk_words[:, row], ranks[row], at_most[row], relevant_distances[row])
+        finally:
+            rankers.put(ranker)
+        total_histogram = np.diff(at_most, axis=1, prepend=0)
+        relevant_histogram = _row_bincount(relevant_distances, n_distances)
+        ap_tie[chunk] = _tie_aware_ap(total_histogram, relevant_histogram, topk, harmonic)
+        ranks.sort(axis=1)
+        ap_index[chunk] = _index_order_ap(ranks, topk)
+        for k in precision_ks:
+            cutoff = min(k, n_database)
+            precision_tie[k][chunk] = _expected_relevant_in_top(total_histogram, relevant_histogram,
+                                                                cutoff) / cutoff
+            precision_index[k][chunk] = (ranks <= cutoff).sum(axis=1) / cutoff
+        if pr_curve:
+            retrieved = np.cumsum(total_histogram, axis=1)
+            relevant_retrieved = np.cumsum(relevant_histogram, axis=1)
+            pr_precision[chunk] = np.divide(relevant_retrieved, retrieved, out=np.zeros(retrieved.shape),
+                                            where=retrieved > 0)
+            pr_recall[chunk] = relevant_retrieved / relevant.size
+
+    if n_threads > 1 and len(units) > 1:
+        with ThreadPoolExecutor(n_threads) as pool:
+            list(pool.map(run_unit, units))
+    else:
+        for unit in units:
+            run_unit(unit)
 
     ap_tie, ap_index = ap_tie[expand], ap_index[expand]
     precision_tie = {k: v[expand] for k, v in precision_tie.items()}
@@ -376,12 +394,14 @@ class _RelevantRanker:
     the t-th one (index order). With key = distance * (l + 1) + segment, the cumulative histogram at
     the key of the t-th relevant item counts the items at a smaller distance plus the items at the
     same distance with an index up to its own: exactly its 1-based rank under a stable sort.
-    Keys use the narrowest unsigned type that holds them (uint16 up to 65,536 keys, e.g. 64-bit
-    codes with classes of up to 1,007 database items): building them is the cheap part, counting
-    them with one ``np.bincount`` the dear one.
+    Keys are built in the narrowest unsigned type that holds them (uint16 up to 65,536 keys, e.g.
+    64-bit codes with classes of up to 1,007 database items), then counted with ``np.add.at`` on
+    intp indices (NumPy >= 1.25; ~1.4x faster than ``np.bincount``, which first scans the keys'
+    range) or ``np.bincount`` on older NumPy. Counting is the dear part of the whole evaluator.
     """
 
     def __init__(self, database_words: np.ndarray, n_bits: int):
+        self.class_id = None
         self.database_words = database_words
         self.n_distances = n_bits + 1
         n_database = database_words.shape[1]
@@ -398,6 +418,8 @@ class _RelevantRanker:
             key_dtype = np.uint16 if self.n_keys <= 1 << 16 else np.uint32 if self.n_keys <= 1 << 32 else np.uint64
             self.key_stride = key_dtype(self.stride)
             self.key_buffer = np.empty(n_database, dtype=key_dtype)
+            self.index_buffer = np.empty(n_database, dtype=np.intp)
+            self.count_buffer = np.empty(self.n_keys, dtype=np.intp)
             is_relevant = np.zeros(n_database, dtype=np.intp)
             is_relevant[relevant] = 1
             # relevant items before each item
@@ -408,18 +430,24 @@ class _RelevantRanker:
             self.last_of_distance = np.arange(1, self.n_distances + 1) * self.stride - 1
 
     def rank_into(self, query_words: np.ndarray, ranks: np.ndarray, at_most: np.ndarray,
-                  relevant_histogram: np.ndarray) -> None:
+                  relevant_distances: np.ndarray) -> None:
         """Write one query's stable ranks of the relevant items (index order of ``relevant``), the
-        number of database items at distance <= d for every d, and the histogram of the relevant
-        items' distances into the given rows."""
+        number of database items at distance <= d for every d, and the relevant items' distances
+        into the given rows."""
         distances = _row_distances(self.database_words, query_words, self.xor_buffer,
                                    self.distance_buffer)
-        relevant_distances = distances[self.relevant]
-        relevant_histogram[...] = np.bincount(relevant_distances, minlength=self.n_distances)
+        np.take(distances, self.relevant, out=relevant_distances)
         if self.use_histogram:
             keys = np.multiply(distances, self.key_stride, out=self.key_buffer)
             np.add(keys, self.segment, out=keys)
-            cumulative = np.cumsum(np.bincount(keys, minlength=self.n_keys), out=self.cumulative_buffer)
+            if _FAST_UFUNC_AT:
+                np.copyto(self.index_buffer, keys)
+                self.count_buffer.fill(0)
+                np.add.at(self.count_buffer, self.index_buffer, 1)
+                counts = self.count_buffer
+            else:
+                counts = np.bincount(keys, minlength=self.n_keys)
+            cumulative = np.cumsum(counts, out=self.cumulative_buffer)
             relevant_keys = np.multiply(relevant_distances, self.stride, out=self.relevant_key_buffer,
                                         dtype=np.intp)
             np.add(relevant_keys, self.relevant_segment, out=relevant_keys)
@@ -431,11 +459,6 @@ class _RelevantRanker:
             position[order] = np.arange(1, distances.size + 1)
             np.take(position, self.relevant, out=ranks)
             np.cumsum(np.bincount(distances, minlength=self.n_distances), out=at_most)
-
-
-def _rank_rows(ranker, rows, query_words, ranks, at_most, relevant_histogram) -> None:
-    for position, row in enumerate(rows):
-        ranker.rank_into(query_words[:, position], ranks[row], at_most[row], relevant_histogram[row])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -489,7 +512,7 @@ def _check_ks(precision_ks) -> tuple:
 # ----------------------------------------------------------------------------------------------
 def _row_bincount(values: np.ndarray, n_bins: int) -> np.ndarray:
     n_rows = values.shape[0]
-    keys = values + (np.arange(n_rows) * n_bins)[:, None]
+    keys = (np.arange(n_rows) * n_bins)[:, None] + values
     return np.bincount(keys.ravel(), minlength=n_rows * n_bins).reshape(n_rows, n_bins)
 
 

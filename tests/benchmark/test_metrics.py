@@ -299,7 +299,7 @@ def test_tie_aware_ap_does_not_depend_on_database_order(many_ties):
 
 
 @pytest.mark.parametrize("topk", [None, 45])
-def test_chunks_threads_and_the_sorting_path_give_identical_results(many_ties, topk):
+def test_chunks_threads_and_the_sorting_path_give_identical_results(many_ties, topk, monkeypatch):
     query_codes, database_codes, query_labels, database_labels, _, _ = many_ties
     base = evaluate(query_codes, database_codes, query_labels, database_labels, topk=topk, precision_ks=(7, 90))
     variants = [dict(chunk_size=1), dict(chunk_size=5), dict(chunk_size=3, n_threads=2),
@@ -310,6 +310,10 @@ def test_chunks_threads_and_the_sorting_path_give_identical_results(many_ties, t
     # the per-query stable-sort fallback (used when a class is huge) must agree with the histogram path
     runs.append(evaluate_packed(*packed, query_labels, database_labels, n_bits=8, topk=topk,
                                 precision_ks=(7, 90), chunk_size=4, _histogram_limit=0.0))
+    # the np.bincount counter used on NumPy < 1.25 must agree with the np.add.at one
+    monkeypatch.setattr(metrics, "_FAST_UFUNC_AT", not metrics._FAST_UFUNC_AT)
+    runs.append(evaluate(query_codes, database_codes, query_labels, database_labels, topk=topk,
+                         precision_ks=(7, 90), chunk_size=6))
     for run in runs:
         np.testing.assert_allclose(run.ap_tie_aware, base.ap_tie_aware, rtol=0, atol=1e-13)
         np.testing.assert_array_equal(run.ap_index_order, base.ap_index_order)

@@ -45,9 +45,9 @@ LOCAL_ALLOWED_FAILURES = 1  # one retry for a cell whose worker died, then the c
 MAX_RESUBMITS = 2  # resubmissions of a cell whose scattered input was lost with its worker
 
 
-class SchedulerError(RuntimeError):
+class SchedulerError(ValueError, RuntimeError):
     """A scheduler address that is malformed or cannot be reached, or a cluster that cannot serve
-    the grid; the message names the problem and the fix."""
+    the grid; the message names the problem and the fix. (A ValueError: a bad --scheduler value.)"""
 
 
 # ---------------------------------------------------------------------------- parsing

@@ -512,7 +512,8 @@ def _check_ks(precision_ks) -> tuple:
 # ----------------------------------------------------------------------------------------------
 def _row_bincount(values: np.ndarray, n_bins: int) -> np.ndarray:
     n_rows = values.shape[0]
-    keys = (np.arange(n_rows) * n_bins)[:, None] + values
+    keys = values.astype(np.intp)  # one cast, then same-type arithmetic (mixed types are slow)
+    keys += (np.arange(n_rows, dtype=np.intp) * n_bins)[:, None]
     return np.bincount(keys.ravel(), minlength=n_rows * n_bins).reshape(n_rows, n_bins)
 
 
@@ -610,6 +611,7 @@ def _hypergeometric_pmf(x, population, successes, draws) -> np.ndarray:
 def _expected_relevant_in_top(total_histogram, relevant_histogram, cutoff: int) -> np.ndarray:
     """Expected number of relevant items among the first ``cutoff`` under random tie orders."""
     items_before = np.cumsum(total_histogram, axis=1) - total_histogram
-    fraction = np.divide(np.clip(cutoff - items_before, 0, total_histogram), total_histogram,
+    inside = np.minimum(np.maximum(cutoff - items_before, 0), total_histogram)  # (np.clip is slow here)
+    fraction = np.divide(inside, total_histogram,
                          out=np.zeros(total_histogram.shape), where=total_histogram > 0)
     return (relevant_histogram * fraction).sum(axis=1)

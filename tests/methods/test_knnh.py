@@ -21,13 +21,13 @@ def brute_force_knn(X, k):
     return np.argsort(D, axis=1, kind="stable")[:, :k]
 
 
-@pytest.mark.parametrize("block_size", [1, 7, 64, 149, 150, 4096])
-def test_blockwise_knn_equals_brute_force(block_size):
+@pytest.mark.parametrize("block_size, n_threads", [(1, 1), (7, 2), (64, 3), (149, 1), (150, 2), (4096, 4)])
+def test_blockwise_knn_equals_brute_force(block_size, n_threads):
     X = np.random.default_rng(1).standard_normal((150, 6))
     expected = brute_force_knn(X, 9)
-    np.testing.assert_array_equal(k_nearest_neighbors(X, 9, block_size=block_size), expected)
+    np.testing.assert_array_equal(k_nearest_neighbors(X, 9, block_size=block_size, n_threads=n_threads), expected)
     # every other point (k = n - 1): a full ordering, never the point itself
-    everything = k_nearest_neighbors(X, 149, block_size=block_size)
+    everything = k_nearest_neighbors(X, 149, block_size=block_size, n_threads=n_threads)
     np.testing.assert_array_equal(everything, brute_force_knn(X, 149))
 
 
@@ -46,6 +46,8 @@ def test_knn_rejects_impossible_k():
         k_nearest_neighbors(X, 5)
     with pytest.raises(InvalidInputError, match="block_size"):
         k_nearest_neighbors(X, 2, block_size=0)
+    with pytest.raises(InvalidInputError, match="n_threads"):
+        k_nearest_neighbors(X, 2, n_threads=0)
 
 
 def test_shrinkage_follows_the_reference_loop():

@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                     from .distributed import dask_submit  # only when asked: dask is optional
 
                     submit = stack.enter_context(dask_submit(args.scheduler))
-                except (ImportError, ValueError, OSError) as error:
+                except (ImportError, ValueError, OSError, RuntimeError) as error:  # incl. SchedulerError
                     return _fail(f"--scheduler {args.scheduler}: {error}")
             outcomes = run_grid(data, plan, run.specs, store, force=args.force, jobs=args.jobs,
                                 progress=not args.no_progress, submit=submit)

@@ -182,7 +182,8 @@ def run_cell(cell: Cell, data: BenchmarkData, store: ResultStore, spec: MethodSp
     params = {k: v for k, v in method.get_params().items()}
     record = {
         "method": {"name": spec.name, "key": spec.key, "display": spec.display, "family": method.family,
-                   "uses_labels": method.uses_labels, "params": params},
+                   "uses_labels": method.uses_labels, "params": params,
+                   "settings": getattr(method, "settings_", None)},  # resolved optimisation settings (deep)
         "metrics": metrics,
         "pr_curve": pr_curve,
         "timings": {"fit_seconds": fit_seconds, "encode_seconds": encode_seconds,

@@ -4,10 +4,11 @@
 Speed (training steps per second on this CPU, LTHNet k=3, 64 bits, CIFAR-100 IF=1 size:
 50,000 x 512 synthetic features, 100 classes)::
 
-    python benchmarks/bench_deep.py speed [--steps 300] [--batch-sizes 8 32] [--threads N]
+    python benchmarks/bench_deep.py speed [--steps 300] [--batch-sizes 8 32 64] [--methods LTHNet CSQ]
 
-It times N optimisation steps (after a warm-up) and one memory rebuild (the per-epoch pass over
-the whole training set plus the DPP), then extrapolates a full 100-epoch run.
+It times N optimisation steps of the trainer's own step function (after a warm-up) and one memory
+rebuild (LTHNet's per-epoch pass over the whole training set plus the DPP), then extrapolates one
+table cell (a fit on 50,000 items) under the paper's and under the feature-mode epochs.
 
 Validation (never the query set: a stratified part of the *training* split is held out as
 validation queries; the rest is both the training set and the retrieval database)::
@@ -34,51 +35,67 @@ from methods.lthnet import LTHNet  # noqa: E402
 
 # ----------------------------------------------------------------------------- speed
 
-def bench_speed(n_steps: int, batch_sizes: list[int], n_threads: int | None) -> None:
+def _time_training(method, X, y, n_steps: int, n_warmup: int = 20):
+    """(steps per second of the real training step, seconds of one per-epoch memory rebuild).
+
+    Runs the trainer's own step (``DeepTrainer._train_step``) ``n_steps`` times after a warm-up,
+    with one host synchronisation at the end; the memory rebuild is LTHNet's ``on_epoch_start``
+    (forward pass over the whole training set, class centroids and the DPP), 0 for other methods."""
+    method.n_classes_ = int(y.max()) + 1
+    settings = method.resolved_settings()
+    device = torch.device("cpu")
+    with method._torch_context(device):
+        trainer = DeepTrainer(method, X, y, settings, device, method._generator())
+        method.trainer_ = trainer
+        try:
+            method.on_fit_start(trainer)
+            start = time.perf_counter()
+            method.on_epoch_start(0, trainer)
+            memory_seconds = time.perf_counter() - start
+            trainer.head.train()
+            loss_sum = torch.zeros((), dtype=torch.float64)
+
+            def batches():
+                while True:
+                    yield from trainer._epoch_batches()
+
+            stream = batches()
+            for _ in range(n_warmup):
+                trainer._train_step(*next(stream), loss_sum)
+            start = time.perf_counter()
+            for _ in range(n_steps):
+                trainer._train_step(*next(stream), loss_sum)
+            loss_sum.item()
+            seconds = time.perf_counter() - start
+        finally:
+            del method.trainer_
+    return n_steps / seconds, memory_seconds
+
+
+def bench_speed(n_steps: int, batch_sizes: list[int], n_threads: int | None, methods: list[str]) -> None:
+    from benchmark.registry import get_method_class
     from datasets.synthetic import make_class_clusters
+    from methods._deep import FEATURE_SETTINGS, PAPER_SETTINGS
 
     if n_threads:
         torch.set_num_threads(n_threads)
     X, y = make_class_clusters(100, 500, 512, seed=0, noise=1.0)
-    print(f"data {X.shape}, {len(np.unique(y))} classes, torch threads {torch.get_num_threads()}")
-    for batch_size in batch_sizes:
-        method = LTHNet(n_bits=64, k=3, batch_size=batch_size, n_epochs=1)
-        method.n_classes_ = 100
-        settings = method.resolved_settings()
-        generator = method._generator()
-        with method._torch_context(torch.device("cpu")):
-            torch.manual_seed(0)
-            trainer = DeepTrainer(method, X, y, settings, torch.device("cpu"), generator)
-            method.on_fit_start(trainer)
-            start = time.perf_counter()
-            method.on_epoch_start(0, trainer)  # memory: forward_all + centroids + DPP
-            memory_seconds = time.perf_counter() - start
-            batches = trainer._epoch_batches()
-
-            def step():
-                inputs, index = next(batches)
-                labels = trainer.train_labels.index_select(0, index)
-                loss = method.loss(trainer.head(inputs), labels, index)
-                trainer.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                trainer.optimizer.step()
-                trainer.scheduler.step()
-                return loss.detach()
-
-            for _ in range(20):
-                step()
-            start = time.perf_counter()
-            total = torch.zeros(())
-            for _ in range(n_steps):
-                total += step()
-            total.item()
-            seconds = time.perf_counter() - start
-        steps_per_second = n_steps / seconds
-        steps_per_epoch = math.ceil(len(y) / batch_size)
-        epoch_seconds = steps_per_epoch / steps_per_second + memory_seconds
-        print(f"batch {batch_size:4d}: {steps_per_second:8.1f} steps/s ({batch_size * steps_per_second:9.0f} "
-              f"samples/s); memory rebuild {memory_seconds:.2f} s; epoch ~{epoch_seconds / 60:.1f} min; "
-              f"100 epochs ~{100 * epoch_seconds / 3600:.1f} h")
+    print(f"data {X.shape} (CIFAR-100 IF=1 size), {len(np.unique(y))} classes, 64 bits, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print("| method | batch | steps/s | samples/s | memory rebuild s | epoch min | "
+          f"paper cell h ({PAPER_SETTINGS['n_epochs']} ep) | features cell h ({FEATURE_SETTINGS['n_epochs']} ep) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in methods:
+        cls = get_method_class(name)
+        for batch_size in batch_sizes:
+            params = {"k": 3} if name.startswith("LTHNet") else {}
+            method = cls(n_bits=64, batch_size=batch_size, n_threads=n_threads, **params)
+            steps_per_second, memory_seconds = _time_training(method, X, y, n_steps)
+            steps_per_epoch = math.ceil(len(y) / batch_size)
+            epoch_seconds = steps_per_epoch / steps_per_second + memory_seconds
+            cells = [epochs * epoch_seconds / 3600 for epochs in (PAPER_SETTINGS["n_epochs"], FEATURE_SETTINGS["n_epochs"])]
+            print(f"| {name} | {batch_size} | {steps_per_second:.1f} | {batch_size * steps_per_second:.0f} | "
+                  f"{memory_seconds:.2f} | {epoch_seconds / 60:.2f} | {cells[0]:.2f} | {cells[1]:.2f} |", flush=True)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -111,38 +128,70 @@ def validation_split(labels: np.ndarray, fraction: float, seed: int):
     return kept, held
 
 
-VALIDATION_GRID = [
-    ("paper: rmsprop lr1e-5 bs8 100ep", dict(settings="paper")),
-    ("rmsprop lr1e-5 bs8 30ep", dict(settings="paper", n_epochs=30)),
-    ("rmsprop lr1e-4 bs8 30ep", dict(settings="paper", learning_rate=1e-4, n_epochs=30)),
-    ("rmsprop lr1e-4 bs32 30ep", dict(settings="paper", learning_rate=1e-4, batch_size=32, n_epochs=30)),
-    ("rmsprop lr1e-3 bs64 30ep", dict(settings="paper", learning_rate=1e-3, batch_size=64, n_epochs=30)),
-]
+def _row(lr: float, batch: int, epochs: int) -> tuple[str, dict]:
+    label = f"lr {lr:g}, batch {batch}, {epochs} ep" + (" (paper)" if (lr, batch, epochs) == (1e-5, 8, 100) else "")
+    # settings="paper" + overrides: RMSprop, weight decay 5e-4 and cosine annealing stay the paper's
+    return label, dict(settings="paper", learning_rate=lr, batch_size=batch, n_epochs=epochs)
 
 
-def validate(imbalance_factor: float, n_threads: int, bits: int, only: list[int] | None) -> None:
+#: (learning rate, batch size, epochs); row 0 is the paper's §6.3 setting.
+VALIDATION_GRID = [_row(*values) for values in [
+    (1e-5, 8, 100), (1e-5, 8, 30), (1e-4, 8, 30), (1e-3, 8, 30),
+    (1e-4, 32, 30), (1e-3, 32, 30), (1e-4, 32, 100),
+    (1e-4, 64, 30), (1e-3, 64, 30), (1e-3, 64, 100),
+]]
+
+METHOD_PARAMS = {"LTHNet": {"k": 3}, "CSQ": {}, "DPSH": {}, "HashNet": {}, "DSDH": {}, "LTHNet_sq": {"k": 3}}
+
+
+def validation_data(dataset: str, imbalance_factor: float, noise: float, holdout: float, seed: int):
+    """(X_fit, y_fit, X_val, y_val): the long-tail training split with a stratified part held out."""
     from datasets import load_dataset, make_long_tail
 
-    data = load_dataset("synthetic", n_classes=20, query_per_class=20, database_per_class=100, dim=512,
-                        noise=3.0)
-    data = make_long_tail(data, imbalance_factor, seed=0)
-    X_train, y_train = data.subset(data.train)
-    kept, held = validation_split(y_train, 0.2, seed=1)
-    print(f"training split {len(y_train)} items (IF={imbalance_factor}); fit on {len(kept)}, "
-          f"validate {len(held)} held-out queries against the {len(kept)} kept items")
-    print("| setting | k | validation MAP | final-epoch loss | fit seconds |")
-    print("|---|---|---|---|---|")
-    for row, (label, params) in enumerate(VALIDATION_GRID):
-        if only and row not in only:
-            continue
-        for k in (0, 3):
+    kwargs = {"noise": noise} if dataset.startswith("synthetic") else {}
+    data = make_long_tail(load_dataset(dataset, **kwargs), imbalance_factor, seed=0)
+    X_train, y_train = data.subset(data.train)  # the training split only: the query set is never read
+    kept, held = validation_split(y_train, holdout, seed=seed)
+    return X_train[kept], y_train[kept], X_train[held], y_train[held]
+
+
+def validate(dataset: str, imbalance_factor: float, noise: float, methods: list[str], rows: list[int] | None,
+             n_threads: int, bits: int, holdout: float, seeds: list[int], out: str | None) -> None:
+    """Fit every (method, grid row) on the kept part of the training split and score it by the MAP of
+    the held-out part against the kept part; with several hold-out seeds, the mean over them."""
+    from benchmark.metrics import evaluate
+    from benchmark.registry import get_method_class
+
+    splits = [validation_data(dataset, imbalance_factor, noise, holdout, seed) for seed in seeds]
+    n_fit, n_val = len(splits[0][1]), len(splits[0][3])
+    header = (f"# {dataset}{f' (noise {noise:g})' if dataset.startswith('synthetic') else ''} IF={imbalance_factor:g}: "
+              f"training split {n_fit + n_val} items; fit on {n_fit}, {n_val} held-out validation queries "
+              f"retrieve from the {n_fit} fitted items; {bits} bits; tie-aware MAP, mean over hold-out "
+              f"seeds {seeds}")
+    lines = [header, "| method | setting | validation MAP | final-epoch loss | fit s |", "|---|---|---|---|---|"]
+    print("\n".join(lines), flush=True)
+    for name in methods:
+        cls = get_method_class(name)
+        for index, (label, params) in enumerate(VALIDATION_GRID):
+            if rows is not None and index not in rows:
+                continue
+            scores, losses = [], []
             start = time.perf_counter()
-            method = LTHNet(n_bits=bits, k=k, n_threads=n_threads, **params).fit(X_train[kept], y_train[kept])
-            seconds = time.perf_counter() - start
-            score = hamming_map(method.encode(X_train[held]), method.encode(X_train[kept]), y_train[held],
-                                y_train[kept])
-            print(f"| {label} | {k} | {score:.4f} | {method.training_log_['loss'][-1]:.4f} | {seconds:.0f} |",
-                  flush=True)
+            for X_fit, y_fit, X_val, y_val in splits:
+                method = cls(n_bits=bits, n_threads=n_threads, **METHOD_PARAMS.get(name, {}), **params)
+                method.fit(X_fit, y_fit)
+                result = evaluate(method.encode(X_val), method.encode(X_fit), y_val, y_fit, pr_curve=False,
+                                  precision_ks=())
+                scores.append(result.map_tie_aware)
+                losses.append(method.training_log_["loss"][-1])
+            seconds = (time.perf_counter() - start) / len(splits)
+            spread = f" ± {np.std(scores):.3f}" if len(scores) > 1 else ""
+            line = (f"| {name} | {label} | {np.mean(scores):.4f}{spread} | {np.mean(losses):.4f} | {seconds:.0f} |")
+            print(line, flush=True)
+            lines.append(line)
+            if out:
+                with open(out, "a") as handle:
+                    handle.write(line + "\n")
 
 
 def main(argv=None) -> None:
@@ -150,18 +199,26 @@ def main(argv=None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     speed = sub.add_parser("speed")
     speed.add_argument("--steps", type=int, default=300)
-    speed.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
+    speed.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32, 64])
+    speed.add_argument("--methods", nargs="+", default=["LTHNet", "CSQ"])
     speed.add_argument("--threads", type=int, default=None)
     val = sub.add_parser("validate")
-    val.add_argument("--imbalance-factor", type=float, default=10.0)
+    val.add_argument("--dataset", default="synthetic-cifar100")
+    val.add_argument("--imbalance-factor", type=float, default=50.0)
+    val.add_argument("--noise", type=float, default=7.0, help="synthetic datasets: cluster noise")
+    val.add_argument("--methods", nargs="+", default=["LTHNet", "CSQ"])
+    val.add_argument("--rows", type=int, nargs="*", default=None, help="rows of VALIDATION_GRID to run")
     val.add_argument("--threads", type=int, default=1)
     val.add_argument("--bits", type=int, default=64)
-    val.add_argument("--only", type=int, nargs="*", default=None, help="rows of VALIDATION_GRID to run")
+    val.add_argument("--holdout", type=float, default=0.2, help="fraction of each class held out")
+    val.add_argument("--seeds", type=int, nargs="+", default=[1], help="seeds of the hold-out draw (mean)")
+    val.add_argument("--out", default=None, help="also append each table row to this file")
     args = parser.parse_args(argv)
     if args.command == "speed":
-        bench_speed(args.steps, args.batch_sizes, args.threads)
+        bench_speed(args.steps, args.batch_sizes, args.threads, args.methods)
     else:
-        validate(args.imbalance_factor, args.threads, args.bits, args.only)
+        validate(args.dataset, args.imbalance_factor, args.noise, args.methods, args.rows, args.threads,
+                 args.bits, args.holdout, args.seeds, args.out)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def test_learns_on_long_tail_features(long_tail_benchmark):
 def test_paper_settings_are_the_default():
     from methods.dpsh import DPSH
 
-    method = DPSH()
+    method = DPSH(mode="finetune")  # settings="auto": the paper's in finetune mode
     assert method.resolved_settings()["learning_rate"] == 1e-5
     assert method.resolved_settings()["n_epochs"] == 100
     assert method.quantization_weight == 10.0

@@ -139,6 +139,13 @@ class MethodSpec:
 _SPEC_RE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_\-]*)\s*(?:\((.*)\))?\s*$")
 
 
+def _literal(node: ast.AST) -> Any:
+    """A Python literal, or a bare word read as a string (``settings=paper`` = ``settings='paper'``)."""
+    if isinstance(node, ast.Name) and node.id not in ("True", "False", "None"):
+        return node.id
+    return ast.literal_eval(node)
+
+
 def parse_method_spec(text: str) -> MethodSpec:
     """Parse ``NAME`` or ``NAME(key=value, ...)`` into a MethodSpec with the registered name."""
     match = _SPEC_RE.match(text)
@@ -149,7 +156,7 @@ def parse_method_spec(text: str) -> MethodSpec:
     if match.group(2) and match.group(2).strip():
         try:
             call = ast.parse(f"f({match.group(2)})", mode="eval").body
-            params = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+            params = {kw.arg: _literal(kw.value) for kw in call.keywords}
             if call.args or any(kw.arg is None for kw in call.keywords):
                 raise ValueError
         except (SyntaxError, ValueError) as error:

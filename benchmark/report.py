@@ -18,11 +18,12 @@ PAPER_BITS = (32, 64, 96)
 PAPER_DATASETS = ("cifar100", "imagenet100")
 
 MODE_CAPTIONS = {
-    "features": ("features mode: every method hashes frozen ResNet34 features; deep methods train only "
+    "features": ("features mode: every method hashes the dataset's frozen features (cached ResNet34 features "
+                 "for image datasets, the raw features for digits and feature files); deep methods train only "
                  "their heads (the paper fine-tunes deep methods end to end, so deep rows are not "
                  "directly comparable to its numbers)"),
     "finetune": ("finetune mode: deep methods train ResNet34 end to end as in the paper; shallow methods "
-                 "hash frozen ResNet34 features"),
+                 "hash the frozen cached ResNet34 features"),
 }
 
 

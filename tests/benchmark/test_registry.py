@@ -60,3 +60,12 @@ def test_plugin_with_table_variants(tmp_path, monkeypatch):
 def test_missing_plugin_is_named():
     with pytest.raises(ModuleNotFoundError, match="no_such_plugin_module"):
         load_plugin("no_such_plugin_module")
+
+
+def test_bare_words_in_a_spec_are_strings():
+    from benchmark.registry import parse_method_spec
+
+    bare = parse_method_spec("LTHNet(k=3,settings=paper)")
+    quoted = parse_method_spec("LTHNet(k=3, settings='paper')")
+    assert bare == quoted and bare.params == {"k": 3, "settings": "paper"}
+    assert parse_method_spec("LTHNet(use_meta_embedding=False)").params == {"use_meta_embedding": False}

@@ -5,14 +5,14 @@ Hyperparameters (reference): PCA to K = n_bits dimensions of mean-centred traini
 random orthogonal initial rotation; n_iterations = 50 alternations of B = sgn(VR) and the
 orthogonal Procrustes update R = U W^T from the SVD of V^T B.
 The quantisation loss ||B - VR||^2 is recorded in ``quantization_loss_`` and never rises (a public
-PyTorch port transposes the SVD factors and breaks this; tests/methods/test_itq.py checks it).
+PyTorch port transposes the SVD factors and breaks this; tests/methods/test_first_plugins.py checks it).
 """
 from __future__ import annotations
 
 from benchmark.registry import register
 
 from .base import HashingMethod
-from .shared_math import itq_rotation, principal_directions
+from .shared_math import itq_rotation, pca_bit_limit, principal_directions
 
 
 @register("ITQ")
@@ -35,4 +35,4 @@ class ITQ(HashingMethod):
 
     @classmethod
     def max_bits_for(cls, n_features, n_train):
-        return min(n_features, n_train)
+        return pca_bit_limit(n_features, n_train)

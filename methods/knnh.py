@@ -20,7 +20,7 @@ Hyperparameters and their sources:
 - ``n_shrinkage_passes = 1``: ``demo.m`` (``KNNHparam.times = 1``).
 - ``n_iterations = 1001``: ``trainKNNH.m`` (``for iter = 0:1000``). We stop early at ITQ's fixed
   point (codes unchanged by an iteration), where every further iteration returns the same R, so
-  the result equals running all of them (``shared_math.itq_rotation_until_stable``); the
+  the result equals running all of them (``shared_math.itq_rotation(..., stop_at_fixed_point=True)``); the
   quantisation loss ||B - V R||^2 per iteration is in ``quantization_loss_`` and never rises.
 - ``shrinkage_update = "in_place"``: the reference loop ``V(i,:) = mean(V(idX(i,:),:))``
   overwrites rows in training order, so later rows average neighbours that were already shrunk;
@@ -48,7 +48,7 @@ import numpy as np
 from benchmark.registry import register
 
 from .base import HashingMethod, InvalidInputError
-from .shared_math import itq_rotation_until_stable, k_nearest_neighbors, neighbor_mean, principal_directions
+from .shared_math import itq_rotation, k_nearest_neighbors, neighbor_mean, pca_bit_limit, principal_directions
 
 SHRINKAGE_UPDATES = ("in_place", "simultaneous")
 
@@ -126,7 +126,8 @@ class KNNH(HashingMethod):
         del Xc
         neighbors = k_nearest_neighbors(V, int(self.n_neighbors), block_size=self.neighbor_block_size)
         shrunk = knn_shrinkage(V, neighbors, self.shrinkage_update, int(self.n_shrinkage_passes))
-        self.rotation_, self.quantization_loss_ = itq_rotation_until_stable(shrunk, int(self.n_iterations), self._rng())
+        self.rotation_, self.quantization_loss_ = itq_rotation(shrunk, int(self.n_iterations), self._rng(),
+                                                                    stop_at_fixed_point=True)
         self.n_iterations_ = len(self.quantization_loss_)
         self.training_log_ = {"quantization_loss": self.quantization_loss_.tolist()}
 
@@ -135,4 +136,4 @@ class KNNH(HashingMethod):
 
     @classmethod
     def max_bits_for(cls, n_features, n_train):
-        return min(n_features, n_train)
+        return pca_bit_limit(n_features, n_train)

@@ -2,14 +2,14 @@
 
 Reference code: willard-yuan/hashing-baseline-for-image-retrieval, Method-PCAH.
 Hyperparameters: K = n_bits principal directions of the training covariance; code = [(x - mean) W >= 0].
-K cannot exceed min(d, n_train): such a request is an error that names the limit.
+K cannot exceed min(d, n_train - 1) (the rank of centred data): such a request is an error that names the limit.
 """
 from __future__ import annotations
 
 from benchmark.registry import register
 
 from .base import HashingMethod
-from .shared_math import principal_directions
+from .shared_math import pca_bit_limit, principal_directions
 
 
 @register("PCAH")
@@ -29,4 +29,4 @@ class PCAH(HashingMethod):
 
     @classmethod
     def max_bits_for(cls, n_features, n_train):
-        return min(n_features, n_train)
+        return pca_bit_limit(n_features, n_train)

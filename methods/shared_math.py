@@ -11,13 +11,19 @@ from .base import InvalidInputError
 # ---------------------------------------------------------------------------- projections
 
 
+def pca_bit_limit(n_features: int, n_train: int) -> int:
+    """Most principal directions n centred rows of dimension d have: min(d, n - 1) (centring
+    removes one degree of freedom; beyond it the directions are arbitrary noise)."""
+    return max(min(n_features, n_train - 1), 0)
+
+
 def principal_directions(X_centered: np.ndarray, n_components: int) -> np.ndarray:
     """Top ``n_components`` eigenvectors (d, K) of the covariance of centred rows, largest first.
 
     Signs are fixed (largest-magnitude entry of each vector positive) so results are deterministic.
     """
     n, d = X_centered.shape
-    rank_limit = min(d, n)
+    rank_limit = pca_bit_limit(d, n)
     if n_components > rank_limit:
         raise InvalidInputError(
             f"cannot take {n_components} principal directions from {n} samples of dimension {d} "
@@ -38,20 +44,30 @@ def random_rotation(n: int, rng: np.random.Generator) -> np.ndarray:
     return Q
 
 
-def itq_rotation(V: np.ndarray, n_iterations: int, rng: np.random.Generator):
+def itq_rotation(V: np.ndarray, n_iterations: int, rng: np.random.Generator, *,
+                 stop_at_fixed_point: bool = False):
     """Iterative quantisation (Gong & Lazebnik): find orthogonal R minimising ||B - V R||_F^2.
 
-    Each iteration: B = sgn(V R); SVD  B^T V = U S Wh^T ... solved as the orthogonal Procrustes
-    problem max tr(R^T V^T B):  V^T B = U S Wt  ->  R = U Wt.
-    Returns (R, losses) where ``losses[t]`` is the quantisation loss after iteration t (non-increasing).
+    Each iteration: B = sgn(V R), then the orthogonal Procrustes update max tr(R^T V^T B):
+    V^T B = U S Wt  ->  R = U Wt. Returns (R, losses) where ``losses[t]`` is the quantisation loss
+    after iteration t (non-increasing).
+
+    ``stop_at_fixed_point``: when an iteration leaves B unchanged, the update returns the same R
+    again and every further iteration is the identity, so stopping there gives exactly the result
+    of running all ``n_iterations`` (KNNH's reference runs 1001); ``losses`` is then shorter.
     """
     R = random_rotation(V.shape[1], rng)
+    B = np.where(V @ R >= 0, 1.0, -1.0)
     losses = []
     for _ in range(n_iterations):
-        B = np.where(V @ R >= 0, 1.0, -1.0)
         U, _, Wt = np.linalg.svd(V.T @ B)
         R = U @ Wt
-        losses.append(float(np.sum((np.where(V @ R >= 0, 1.0, -1.0) - V @ R) ** 2)))
+        projected = V @ R
+        new_B = np.where(projected >= 0, 1.0, -1.0)
+        losses.append(float(np.sum((new_B - projected) ** 2)))
+        if stop_at_fixed_point and np.array_equal(new_B, B):
+            break
+        B = new_B
     return R, np.asarray(losses)
 
 
@@ -272,25 +288,3 @@ def map_row_blocks(function, X: np.ndarray, block_size: int = 8192) -> np.ndarra
         return function(X)
     return np.concatenate([function(X[start : start + block_size]) for start in range(0, X.shape[0], block_size)])
 
-
-def itq_rotation_until_stable(V: np.ndarray, max_iterations: int, rng: np.random.Generator):
-    """``itq_rotation`` that stops at its fixed point: same random start, same iterates and losses.
-
-    When a full iteration leaves the codes B = sgn(V R) unchanged, the Procrustes update returns
-    the same R again, so every further iteration is the identity: stopping there gives exactly the
-    result of running all ``max_iterations`` (e.g. KNNH's reference runs 1001). Also computes V R
-    once per iteration instead of twice. Returns (R, losses) with len(losses) <= max_iterations.
-    """
-    R = random_rotation(V.shape[1], rng)
-    B = np.where(V @ R >= 0, 1.0, -1.0)
-    losses = []
-    for _ in range(max_iterations):
-        U, _, Wt = np.linalg.svd(V.T @ B)
-        R = U @ Wt
-        projected = V @ R
-        new_B = np.where(projected >= 0, 1.0, -1.0)
-        losses.append(float(np.sum((new_B - projected) ** 2)))
-        if np.array_equal(new_B, B):
-            break
-        B = new_B
-    return R, np.asarray(losses)

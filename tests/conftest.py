@@ -29,6 +29,24 @@ def long_tail_benchmark():
 
 
 @pytest.fixture(scope="session")
+def long_tail_split(long_tail_benchmark):
+    """(train, query, database) subsets of ``long_tail_benchmark``."""
+    data = long_tail_benchmark
+    return data.subset(data.train), data.subset(data.query_index), data.subset(data.database_index)
+
+
+@pytest.fixture
+def single_torch_thread():
+    """Tiny tensors: one intra-op torch thread (no spin-waiting when the CI machine is busy)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
 def shared_data_dir():
     path = os.path.abspath(SHARED_DATA)
     if not os.path.isdir(path):

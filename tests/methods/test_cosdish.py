@@ -5,32 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmark.metrics import evaluate
 from methods.base import InvalidInputError
 from methods.cosdish import COSDISH, balanced_bqp_two_approximation, bqp_objective
 from methods.lsh import LSH
 
 
 def mean_average_precision(query_codes, db_codes, query_labels, db_labels):
-    try:
-        from benchmark.metrics import evaluate
-    except ImportError:  # pragma: no cover - exact tie-unaware fallback
-        evaluate = None
-    if evaluate is not None:
-        return evaluate(query_codes, db_codes, query_labels, db_labels, pr_curve=False).map_tie_aware
-    aps = []
-    for code, label in zip(query_codes.astype(float), query_labels):
-        order = np.argsort(-(db_codes @ code), kind="stable")
-        relevant = db_labels[order] == label
-        hits = np.cumsum(relevant)
-        ranks = np.arange(1, len(order) + 1)
-        aps.append(np.sum(relevant * hits / ranks) / max(relevant.sum(), 1))
-    return float(np.mean(aps))
+    return evaluate(query_codes, db_codes, query_labels, db_labels, pr_curve=False).map_tie_aware
 
 
 @pytest.fixture(scope="module")
-def split(long_tail_benchmark):
-    data = long_tail_benchmark
-    return data.subset(data.train), data.subset(data.query_index), data.subset(data.database_index)
+def split(long_tail_split):
+    return long_tail_split
 
 
 def planted_bit(m, rng):

@@ -14,13 +14,7 @@ from methods.base import InvalidInputError
 DEEP_METHODS = sorted(name for name, cls in registered_methods().items() if cls.family == "deep")
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: one intra-op thread (no spin-waiting when the CI machine is busy)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def build(name, **params):

@@ -16,13 +16,7 @@ from methods._dpp import (
 )
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: one intra-op thread (no spin-waiting when the CI machine is busy)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def brute_force_greedy(kernel: np.ndarray, max_items: int, epsilon: float = DEFAULT_EPSILON):

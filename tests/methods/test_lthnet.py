@@ -13,13 +13,7 @@ from methods._dpp import diverse_prototypes
 from methods.lthnet import LTHNet, LTHNetHead, LTHNetSquare, build_memory, class_balanced_weights, lthnet_loss
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: one intra-op thread (no spin-waiting when the CI machine is busy)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 # ---------------------------------------------------------------------------- network (Table 1)
 

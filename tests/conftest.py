@@ -35,6 +35,13 @@ def long_tail_split(long_tail_benchmark):
     return data.subset(data.train), data.subset(data.query_index), data.subset(data.database_index)
 
 
+@pytest.fixture(scope="session")
+def long_tail_train_float64(long_tail_benchmark):
+    """(X, y) of the long-tail training split, X in float64 (objectives recomputed in the tests)."""
+    X, y = long_tail_benchmark.subset(long_tail_benchmark.train)
+    return X.astype(np.float64), y
+
+
 @pytest.fixture
 def single_torch_thread():
     """Tiny tensors: one intra-op torch thread (no spin-waiting when the CI machine is busy)."""

@@ -37,9 +37,8 @@ def paper_objective(model: SDH, X: np.ndarray, y: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def train(long_tail_benchmark):
-    X, y = long_tail_benchmark.subset(long_tail_benchmark.train)
-    return X.astype(np.float64), y  # the methods compute in float64; so does the direct objective
+def train(long_tail_train_float64):
+    return long_tail_train_float64
 
 
 @pytest.fixture(scope="module")

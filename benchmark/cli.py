@@ -66,7 +66,7 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def _list_methods() -> None:
-    from .registry import registered_methods
+    from methods.registry import registered_methods
 
     print(f"{'name':<12} {'family':<8} {'labels':<7} table rows")
     for name, cls in registered_methods().items():
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .experiments import ExperimentError, get_experiment, list_experiments_text, main_run_experiment
     from .experiments import parse_overrides, resolve
-    from .registry import load_plugin
+    from .specs import load_plugin
 
     try:
         for plugin in args.plugin:

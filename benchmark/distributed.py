@@ -38,6 +38,8 @@ import uuid
 from concurrent.futures import CancelledError
 from typing import Callable, Iterator, Sequence
 
+from common.errors import BenchmarkError
+
 SCHEDULER_FORMS = "'tcp://HOST:PORT' (a running `dask scheduler`) or 'local:N' (start N local worker processes)"
 logger = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ LOCAL_ALLOWED_FAILURES = 1  # one retry for a cell whose worker died, then the c
 MAX_RESUBMITS = 2  # resubmissions of a cell whose scattered input was lost with its worker
 
 
-class SchedulerError(ValueError, RuntimeError):
+class SchedulerError(BenchmarkError, ValueError, RuntimeError):
     """A scheduler address that is malformed or cannot be reached, or a cluster that cannot serve
     the grid; the message names the problem and the fix. (A ValueError: a bad --scheduler value.)"""
 
@@ -96,7 +98,7 @@ def _register_shipped(payload: bytes) -> None:
     """Make plugin classes shipped with a task known to the worker's registry."""
     import pickle
 
-    from .registry import register, registered_methods
+    from methods.registry import register, registered_methods
 
     known = registered_methods()
     for name, cls in pickle.loads(payload).items():

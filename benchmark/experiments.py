@@ -14,16 +14,18 @@ runs are stored beside, never over, the default ones.
 """
 from __future__ import annotations
 
-import ast
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
-from .registry import MethodSpec, UnknownMethodError, expand_method_specs
+from common.errors import BenchmarkError
+from methods.registry import UnknownMethodError
+
+from .specs import MethodSpec, expand_method_specs, parse_value
 
 PAPER_IMBALANCE_FACTORS = (1.0, 50.0, 100.0)
 
 
-class ExperimentError(ValueError):
+class ExperimentError(BenchmarkError, ValueError):
     """A bad experiment name or override; the message says what exists and how to write it."""
 
 
@@ -131,16 +133,6 @@ def _split_top_level(text: str) -> list[str]:
     return items
 
 
-def _literal(text: str):
-    """A Python literal if the text is one (1, 0.9, True, 'x'), else the text itself."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        if text in ("true", "false"):
-            return text == "true"
-        return text
-
-
 def parse_overrides(assignments: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``NAME=VALUE`` strings -> (experiment field overrides, method parameter overrides)."""
     fields, params = {}, {}
@@ -157,11 +149,11 @@ def parse_overrides(assignments: Sequence[str]) -> tuple[dict[str, Any], dict[st
             if field_name == "methods":
                 fields[field_name] = tuple(items)
             elif field_name == "split_seed":
-                fields[field_name] = int(_literal(value))
+                fields[field_name] = int(parse_value(value))
             elif field_name == "bits" and value in ("default", "middle"):
                 fields[field_name] = value
             else:
-                parsed = tuple(_literal(item) for item in items)
+                parsed = tuple(parse_value(item) for item in items)
                 if field_name in ("bits", "seeds") and not all(
                         isinstance(v, int) and not isinstance(v, bool) for v in parsed):
                     raise ExperimentError(f"--set {name}= needs integers, got {value!r}; e.g. --set {name}=32,64.")
@@ -171,7 +163,7 @@ def parse_overrides(assignments: Sequence[str]) -> tuple[dict[str, Any], dict[st
                     parsed = tuple(float(v) for v in parsed)
                 fields[field_name] = parsed
         else:
-            params[name] = _literal(value)
+            params[name] = parse_value(value)
     return fields, params
 
 

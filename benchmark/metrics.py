@@ -60,13 +60,13 @@ from typing import Iterable
 
 import numpy as np
 
-from methods.base import InvalidInputError
+from common.errors import InvalidValueError
 
 TIE_POLICIES = ("tie_aware", "index_order")
 _POPCOUNT_TABLE = np.array([bin(value).count("1") for value in range(256)], dtype=np.uint8)
 
 
-class EvaluationInputError(InvalidInputError):
+class EvaluationInputError(InvalidValueError):
     """Codes or labels the evaluator cannot use; the message says what is wrong and what to do."""
 
 

@@ -15,17 +15,19 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from common.errors import BenchmarkError
+
 from datasets import BenchmarkData, make_long_tail
 from datasets.longtail import check_imbalance_factor
 
 from .metrics import evaluate, pack_codes
-from .registry import MethodSpec
+from .specs import MethodSpec
 from .store import Cell, ResultStore
 
 MODES = ("features", "finetune")
 
 
-class CellError(RuntimeError):
+class CellError(BenchmarkError, RuntimeError):
     """A cell that could not be computed; names the cell and the cause."""
 
 

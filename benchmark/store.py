@@ -17,10 +17,12 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from common.errors import BenchmarkError
+
 RECORD_VERSION = 1
 
 
-class StoreError(RuntimeError):
+class StoreError(BenchmarkError, RuntimeError):
     """A result store that cannot be read or written; the message names the file and the fix."""
 
 

@@ -73,7 +73,7 @@ def _time_training(method, X, y, n_steps: int, n_warmup: int = 20):
 
 
 def bench_speed(n_steps: int, batch_sizes: list[int], n_threads: int | None, methods: list[str]) -> None:
-    from benchmark.registry import get_method_class
+    from methods.registry import get_method_class
     from datasets.synthetic import make_class_clusters
     from methods._deep import FEATURE_SETTINGS, PAPER_SETTINGS
 
@@ -160,7 +160,7 @@ def validate(dataset: str, imbalance_factor: float, noise: float, methods: list[
     """Fit every (method, grid row) on the kept part of the training split and score it by the MAP of
     the held-out part against the kept part; with several hold-out seeds, the mean over them."""
     from benchmark.metrics import evaluate
-    from benchmark.registry import get_method_class
+    from methods.registry import get_method_class
 
     splits = [validation_data(dataset, imbalance_factor, noise, holdout, seed) for seed in seeds]
     n_fit, n_val = len(splits[0][1]), len(splits[0][3])

@@ -62,9 +62,8 @@ def make_data(n_train: int, n_encode: int, seed: int = 0):
 
 def run_child(name: str, n_train: int, n_encode: int, bits: int) -> dict:
     """Runs inside the child process: fit + encode one method, return its measurements."""
-    from benchmark.registry import get_method_class, load_builtin_methods
+    from methods.registry import get_method_class
 
-    load_builtin_methods()  # imports every method module (torch included): part of the baseline
     X_train, y_train, X_encode = make_data(n_train, n_encode)
     data_rss = _peak_rss_mib()
     record = {"method": name, "n_train": int(X_train.shape[0]), "n_encode": int(X_encode.shape[0]),
@@ -87,7 +86,7 @@ def run_child(name: str, n_train: int, n_encode: int, bits: int) -> dict:
 
 
 def shallow_methods() -> list[str]:
-    from benchmark.registry import registered_methods
+    from methods.registry import registered_methods
 
     names = [n for n, cls in registered_methods().items() if getattr(cls, "family", None) == "shallow"]
     return [n for n in SLOW_FIRST if n in names] + [n for n in names if n not in SLOW_FIRST]

@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from common.errors import BenchmarkError
 
-class DatasetError(RuntimeError):
+
+class DatasetError(BenchmarkError, RuntimeError):
     """Data that cannot be loaded or used; the message says what is wrong and what to do."""
 
 

@@ -8,7 +8,7 @@ How a method plugs in
 ---------------------
 ::
 
-    from benchmark.registry import register
+    from methods import register
     from methods._deep import DeepHashingMethod
 
     @register("MyDeepHash")

@@ -11,8 +11,10 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
+from common.errors import InvalidValueError
 
-class InvalidInputError(ValueError):
+
+class InvalidInputError(InvalidValueError):
     """Input data that a method cannot use; the message says what is wrong and what to do."""
 
 

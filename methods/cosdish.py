@@ -59,7 +59,7 @@ import warnings
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from benchmark.registry import register
+from .registry import register
 
 from .base import HashingMethod, InvalidInputError
 from .shared_math import ridge_regression

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.registry import register
+from .registry import register
 
 from ._deep import DeepHashingMethod
 from ._hadamard import hadamard, is_hadamard_order_supported

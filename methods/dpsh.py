@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.registry import register
+from .registry import register
 
 from ._deep import DeepHashingMethod
 

@@ -93,7 +93,7 @@ from __future__ import annotations
 import numpy as np
 from joblib import Parallel, delayed
 
-from benchmark.registry import register
+from .registry import register
 
 from .base import HashingMethod, InvalidInputError
 

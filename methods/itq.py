@@ -9,7 +9,7 @@ PyTorch port transposes the SVD factors and breaks this; tests/methods/test_firs
 """
 from __future__ import annotations
 
-from benchmark.registry import register
+from .registry import register
 
 from .base import HashingMethod
 from .shared_math import itq_rotation, pca_bit_limit, principal_directions

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.registry import register
+from .registry import register
 
 from .base import HashingMethod, InvalidInputError
 from .shared_math import itq_rotation, k_nearest_neighbors, neighbor_mean, pca_bit_limit, principal_directions

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.registry import register
+from .registry import register
 
 from .base import HashingMethod
 

@@ -6,7 +6,7 @@ K cannot exceed min(d, n_train - 1) (the rank of centred data): such a request i
 """
 from __future__ import annotations
 
-from benchmark.registry import register
+from .registry import register
 
 from .base import HashingMethod
 from .shared_math import pca_bit_limit, principal_directions

@@ -52,7 +52,7 @@ import contextlib
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from benchmark.registry import register
+from .registry import register
 
 from .base import HashingMethod, InvalidInputError, one_hot
 from .shared_math import (

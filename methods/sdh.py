@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.registry import register
+from .registry import register
 
 from .base import HashingMethod, InvalidInputError, one_hot
 from .shared_math import (

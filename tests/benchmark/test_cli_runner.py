@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.registry import expand_method_specs
+from benchmark.specs import expand_method_specs
 from benchmark.runner import plan_grid, run_grid
 from benchmark.store import ResultStore
 from datasets import load_dataset
@@ -78,7 +78,7 @@ def test_bad_input_exits_nonzero_and_writes_nothing(tmp_path, capsys, argv, mess
 def test_failing_cell_is_named_and_not_written(tmp_path, capsys):
     plugin = tmp_path / "broken_plugin.py"
     plugin.write_text(textwrap.dedent('''
-        from benchmark.registry import register
+        from methods import register
         from methods.base import HashingMethod
 
         @register("AlwaysBroken")

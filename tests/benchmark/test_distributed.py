@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from benchmark import registry
+from methods import registry
 from benchmark.distributed import SchedulerError, dask_submit, parse_scheduler
-from benchmark.registry import expand_method_specs
+from benchmark.specs import expand_method_specs
 from benchmark.runner import plan_grid, run_grid
 from benchmark.store import ResultStore
 from methods.base import HashingMethod

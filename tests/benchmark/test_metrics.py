@@ -24,7 +24,7 @@ from benchmark.metrics import (
     pack_codes,
     unpack_codes,
 )
-from methods.base import InvalidInputError
+from benchmark.metrics import EvaluationInputError as InvalidInputError
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from benchmark.registry import registered_methods
+from methods.registry import registered_methods
 from methods.base import InvalidInputError
 
 METHOD_NAMES = list(registered_methods())

@@ -4,7 +4,7 @@ explicit parameters override a preset; the resolved values reach ``settings_`` a
 import numpy as np
 import pytest
 
-from benchmark.registry import expand_method_specs, parse_method_spec
+from benchmark.specs import expand_method_specs, parse_method_spec
 from benchmark.runner import plan_grid, run_grid
 from benchmark.store import ResultStore
 from datasets.synthetic import load_synthetic_benchmark

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.registry import registered_methods
+from methods.registry import registered_methods
 from methods._deep import TrainingDivergedError
 from methods.base import InvalidInputError
 

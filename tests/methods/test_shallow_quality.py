@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from benchmark.metrics import evaluate
-from benchmark.registry import registered_methods
+from methods.registry import registered_methods
 from methods.base import InvalidInputError
 
 REGISTRY = registered_methods()

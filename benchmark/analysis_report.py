@@ -14,17 +14,15 @@ import time
 import numpy as np
 import pandas as pd
 
-from .report import (GROUPS, PAPER_DATASETS, group_markdown, group_summary, paired_ttests, results_frame,
-                     summary_table, table_caption, to_markdown, wide_table)
+from common.io import atomic_write, file_slug
+
+from .experiments import FIGURES, SIGNIFICANCE_TARGET, TABLE
+from .report import (PAPER_DATASETS, group_markdown, group_summary, paired_ttests, summary_table, table_caption,
+                     to_markdown, wide_table)
+from .results import GROUPS, StoredResults, as_results
 from .store import ResultStore
 
 MANIFEST = "experiments.json"
-TABLE_EXPERIMENTS = ("main", "table3", "table4")
-TARGET_METHOD = "LTHNet (k=3)"
-
-
-def _slug(text: str) -> str:
-    return text.replace(":", "_").replace(os.sep, "_")
 
 
 # ---------------------------------------------------------------------------- manifest
@@ -45,90 +43,81 @@ def record_run(store: ResultStore, run: dict, mode: str, figures: dict[str, list
                  figure_files={name: [os.path.relpath(p, store.root) for p in paths]
                                for name, paths in (figures or {}).items()})
     manifest.setdefault(f"{run['dataset']}|{mode}", {})[run["experiment"]] = entry
-    os.makedirs(store.root, exist_ok=True)
-    tmp = os.path.join(store.root, MANIFEST + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=1, sort_keys=True, default=repr)
-    os.replace(tmp, os.path.join(store.root, MANIFEST))
+    atomic_write(os.path.join(store.root, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True, default=repr))
 
 
 # ---------------------------------------------------------------------------- frames
 
 
-def experiment_frame(store: ResultStore, run: dict, mode: str, policy: str = "tie_aware") -> pd.DataFrame:
+def run_frame(results: StoredResults, run: dict, mode: str) -> pd.DataFrame:
+    """The stored cells of one run: its specs, IFs, bits, seeds, split seed and data fingerprints."""
+    frame = results.select(run["dataset"], mode, [p["key"] for p in run["points"]], run.get("fingerprints"))
+    if frame.empty:
+        return frame
+    keep = (frame["imbalance_factor"].isin([float(f) for f in run["imbalance_factors"]])
+            & frame["bits"].isin([int(b) for b in run["bits"]])
+            & frame["seed"].isin([int(s) for s in run["seeds"]])
+            & (frame["split_seed"] == int(run["split_seed"])))
+    return frame[keep].reset_index(drop=True)
+
+
+def experiment_frame(results, run: dict, mode: str, policy: str = "tie_aware") -> pd.DataFrame:
     """One row per stored cell of the run: base row, swept value, IF, bits, seed, MAP, loss curve."""
+    frame = run_frame(as_results(results, run["dataset"]), run, mode)
+    if frame.empty:
+        return pd.DataFrame()
     points = {p["key"]: p for p in run["points"]}
-    factors = {float(f) for f in run["imbalance_factors"]}
-    bits = {int(b) for b in run["bits"]}
-    seeds = {int(s) for s in run["seeds"]}
-    rows = []
-    for record in store.records(dataset=run["dataset"]):
-        cell, method = record["cell"], record["method"]
-        point = points.get(method["key"])
-        if point is None or cell["mode"] != (mode if method["family"] == "deep" else "features"):
-            continue
-        if (float(cell["imbalance_factor"]) not in factors or int(cell["n_bits"]) not in bits
-                or int(cell["seed"]) not in seeds or int(cell["split_seed"]) != int(run["split_seed"])):
-            continue
-        metrics = record["metrics"]
-        rows.append({
-            "base": point["base"], "value": point["value"], "display": method["display"],
-            "method_key": method["key"], "imbalance_factor": float(cell["imbalance_factor"]),
-            "bits": int(cell["n_bits"]), "seed": int(cell["seed"]), "map": metrics[f"map_{policy}"],
-            **{g: metrics.get(f"group_map_{policy}", {}).get(g, np.nan) for g in GROUPS},
-            "loss": (record.get("training_log") or {}).get("loss"),
-        })
-    return pd.DataFrame(rows)
+    out = pd.DataFrame({
+        "base": [points[key]["base"] for key in frame["method_key"]],
+        "value": [points[key]["value"] for key in frame["method_key"]],
+        "display": frame["method"], "method_key": frame["method_key"],
+        "imbalance_factor": frame["imbalance_factor"], "bits": frame["bits"], "seed": frame["seed"],
+        "map": frame[f"map_{policy}"], "loss": frame["loss"],
+    })
+    for group in GROUPS:
+        column = f"{group}_map_{policy}"
+        out[group] = frame[column] if column in frame else np.nan
+    return out
 
 
 # ---------------------------------------------------------------------------- figures
 
 
-def draw_figures(store: ResultStore, run: dict, mode: str) -> dict[str, list[str]]:
-    """Draw the run's figures (PNG and PDF) under ``<results>/figures``; returns name -> paths."""
+def draw_figures(results, run: dict, mode: str) -> dict[str, list[str]]:
+    """Draw the run's declared figures (PNG and PDF) under ``<results>/figures`` (the dispatch is
+    ``benchmark.experiments.FIGURES``); returns name -> paths."""
     from . import figures
 
-    frame = experiment_frame(store, run, mode)
+    results = as_results(results, run["dataset"])
+    frame = experiment_frame(results, run, mode)
     out = {}
     if frame.empty:
         return out
-    stem = os.path.join(store.root, "figures", "{}_" + f"{_slug(run['dataset'])}_{mode}")
-    dataset = run["dataset"]
     middle = int(run["bits"][len(run["bits"]) // 2])
-    for name in run["figures"]:
-        if name == "figure3":
-            out[name] = figures.plot_beta_sensitivity(frame, dataset, stem.format("figure3_beta"))
-        elif name == "figure4":
-            lthnet = frame[frame["base"].str.startswith("LTHNet")]
-            if len(lthnet):
-                out[name] = figures.plot_batch_size_lthnet(lthnet, dataset, middle, stem.format("figure4_batch_lthnet"))
-        elif name == "figure6":
-            deep = frame[~frame["base"].str.startswith("LTHNet")]
-            if len(deep):
-                out[name] = figures.plot_batch_size_deep(deep, dataset, middle, stem.format("figure6_batch_deep"))
-        elif name == "figure5":
-            out[name] = figures.plot_dme_ablation(frame, dataset, stem.format("figure5_dme"))
-        elif name == "figure7":
-            curves = {}
-            for _, row in frame.iterrows():
-                if row["loss"]:
-                    curves.setdefault(row["imbalance_factor"], []).append(np.asarray(row["loss"]))
-            if curves:
-                out[name] = figures.plot_convergence(curves, dataset, middle, stem.format("figure7_convergence"))
+    is_lthnet = frame["base"].str.startswith("LTHNet")
+    for name in run["outputs"]:
+        if name == TABLE:
+            continue
+        figure = FIGURES[name]
+        rows = {"all": frame, "lthnet": frame[is_lthnet], "baselines": frame[~is_lthnet]}[figure.rows]
+        if len(rows):
+            stem = os.path.join(results.store.root, "figures", f"{figure.stem}_{file_slug(run['dataset'])}_{mode}")
+            out[name] = getattr(figures, figure.draw)(rows, run["dataset"], middle, stem)
     return out
 
 
 # ---------------------------------------------------------------------------- significance
 
 
-def significance_table(store: ResultStore, run: dict, mode: str, policy: str = "tie_aware") -> pd.DataFrame:
+def significance_table(results, run: dict, mode: str, policy: str = "tie_aware") -> pd.DataFrame:
     """Paired t-tests (per-query AP, and per-seed MAP when several seeds ran) of LTHNet (k=3) in
     this run's configuration against the best other method of each setting, beside the paper's
     claim (LTHNet (k=3) > the best baseline with p < 0.05 on the long-tail settings, §6.4)."""
-    target = next((p["display"] for p in run["points"] if p["base"] == TARGET_METHOD), None)
+    target = next((p["display"] for p in run["points"] if p["base"] == SIGNIFICANCE_TARGET), None)
     if target is None:
         return pd.DataFrame()
-    tests = paired_ttests(store, run["dataset"], mode, target, policy, [p["key"] for p in run["points"]])
+    tests = paired_ttests(results, run["dataset"], mode, target, policy, [p["key"] for p in run["points"]],
+                          run.get("fingerprints"))
     if tests.empty:
         return tests
     tests = tests[tests["imbalance_factor"].isin([float(f) for f in run["imbalance_factors"]])
@@ -155,13 +144,10 @@ def significance_markdown(tests: pd.DataFrame) -> str:
 # ---------------------------------------------------------------------------- report
 
 
-def _table_section(store: ResultStore, run: dict, mode: str, policy: str) -> list[str]:
-    keys = [p["key"] for p in run["points"]]
-    frame = results_frame(store, run["dataset"], mode, keys)
+def _table_section(results: StoredResults, run: dict, mode: str, policy: str) -> list[str]:
+    frame = run_frame(results, run, mode)
     if frame.empty:
         return ["_No stored cells yet._", ""]
-    frame = frame[frame["imbalance_factor"].isin([float(f) for f in run["imbalance_factors"]])
-                  & frame["bits"].isin([int(b) for b in run["bits"]])]
     summary = summary_table(frame, policy)
     wide = wide_table(summary)
     lines = [table_caption(frame, run["dataset"], mode, policy), ""]
@@ -179,7 +165,7 @@ def _table_section(store: ResultStore, run: dict, mode: str, policy: str) -> lis
               "Thresholds: classes ranked by training-set size (largest first, ties by class index) and cut "
               "into thirds (benchmark/runner.py `class_groups`); at IF = 1 the groups are class-index thirds.",
               "", "#### Significance (paired t-test, two-sided)", "", significance_markdown(
-                  significance_table(store, run, mode, policy)), ""]
+                  significance_table(results, run, mode, policy)), ""]
     return lines
 
 
@@ -201,8 +187,8 @@ def _sweep_markdown(frame: pd.DataFrame, sweep: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _figure_section(store: ResultStore, run: dict, mode: str, policy: str) -> list[str]:
-    frame = experiment_frame(store, run, mode, policy)
+def _figure_section(results: StoredResults, run: dict, mode: str, policy: str) -> list[str]:
+    frame = experiment_frame(results, run, mode, policy)
     lines = []
     if run.get("note"):
         lines += [run["note"], ""]
@@ -210,7 +196,7 @@ def _figure_section(store: ResultStore, run: dict, mode: str, policy: str) -> li
         return lines + ["_No stored cells yet._", ""]
     for name, paths in sorted(run.get("figure_files", {}).items()):
         png = next((p for p in paths if p.endswith(".png")), None)
-        if png and os.path.exists(os.path.join(store.root, png)):
+        if png and os.path.exists(os.path.join(results.store.root, png)):
             lines += [f"![{name}]({png})", ""]
     if run["experiment"] == "convergence":
         lines += ["| IF | bits | seed | epochs | first loss | last loss | last / max |", "|---|---|---|---|---|---|---|"]
@@ -224,8 +210,10 @@ def _figure_section(store: ResultStore, run: dict, mode: str, policy: str) -> li
     return lines
 
 
-def write_report(store: ResultStore, policy: str = "tie_aware") -> str:
+def write_report(source, policy: str = "tie_aware") -> str:
     """(Re)write ``<results>/REPORT.md`` from the manifest and the store; returns its path."""
+    results = as_results(source)
+    store = results.store
     manifest = load_manifest(store)
     lines = ["# Long-tail hashing benchmark: report", "",
              f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} from the result store in this folder "
@@ -237,31 +225,26 @@ def write_report(store: ResultStore, policy: str = "tie_aware") -> str:
         dataset, mode = setting.split("|")
         runs = manifest[setting]
         lines += [f"## {dataset} ({mode} mode)", ""]
-        figure2 = os.path.join("figures", f"figure2_{_slug(dataset)}.png")
+        figure2 = os.path.join("figures", f"figure2_{file_slug(dataset)}.png")
         if os.path.exists(os.path.join(store.root, figure2)):
             lines += ["### Fig. 2: long-tail training splits", "", f"![figure2]({figure2})", ""]
-        for name in [n for n in TABLE_EXPERIMENTS if n in runs] + sorted(n for n in runs if n not in TABLE_EXPERIMENTS):
+        table_runs = [n for n in runs if TABLE in runs[n].get("outputs", ())]
+        for name in sorted(table_runs) + sorted(n for n in runs if n not in table_runs):
             run = runs[name]
             params = run.get("method_params") or {}
             settings = (f"IF {'/'.join(f'{f:g}' for f in run['imbalance_factors'])}, bits "
                         f"{'/'.join(map(str, run['bits']))}, seeds {'/'.join(map(str, run['seeds']))}"
                         + (f", method parameters {', '.join(f'{k}={v}' for k, v in params.items())}" if params else ""))
             lines += [f"### {run['title']} — `{name}`", "", f"Run settings: {settings}.", ""]
-            if name in TABLE_EXPERIMENTS:
-                lines += _table_section(store, run, mode, policy)
+            if TABLE in run.get("outputs", ()):
+                lines += _table_section(results, run, mode, policy)
             else:
-                lines += _figure_section(store, run, mode, policy)
-    path = os.path.join(store.root, "REPORT.md")
-    os.makedirs(store.root, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return path
+                lines += _figure_section(results, run, mode, policy)
+    return atomic_write(os.path.join(store.root, "REPORT.md"), "\n".join(lines) + "\n")
 
 
-def finish_run(store: ResultStore, run: dict, mode: str, policy: str = "tie_aware") -> tuple[dict, str]:
+def finish_run(results: StoredResults, run: dict, mode: str, policy: str = "tie_aware") -> tuple[dict, str]:
     """After a run: draw its figures, record it in the manifest and rewrite REPORT.md."""
-    figure_paths = draw_figures(store, run, mode)
-    record_run(store, run, mode, figure_paths)
-    return figure_paths, write_report(store, policy)
+    figure_paths = draw_figures(results, run, mode)
+    record_run(results.store, run, mode, figure_paths)
+    return figure_paths, write_report(results, policy)

@@ -8,7 +8,7 @@
 - ``"local:N"`` starts a ``LocalCluster`` of N worker processes with one thread each, on
   loopback, dashboard disabled, and closes it on exit.
 
-Each task is the runner's ``(cell, split data, store_root, spec)``. The worker fits, evaluates and
+Each task is the runner's ``CellTask`` (cell, spec, store root, split data). The worker fits, evaluates and
 writes its record into the result store itself (atomic writes), so records of all workers land in
 the same store: the store root must be a path every worker sees (a shared filesystem for a remote
 cluster; checked before any cell is sent). The data arrive already loaded (features from the
@@ -29,6 +29,7 @@ workers by value, so a user's plugin file need not be installed on them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -39,6 +40,8 @@ from concurrent.futures import CancelledError
 from typing import Callable, Iterator, Sequence
 
 from common.errors import BenchmarkError
+
+from .specs import plugin_classes, register_shipped, ship_classes
 
 SCHEDULER_FORMS = "'tcp://HOST:PORT' (a running `dask scheduler`) or 'local:N' (start N local worker processes)"
 logger = logging.getLogger(__name__)
@@ -94,22 +97,15 @@ def _check_reachable(address: str, host: str, port: int, timeout: float) -> None
 # ---------------------------------------------------------------------------- worker side
 
 
-def _register_shipped(payload: bytes) -> None:
-    """Make plugin classes shipped with a task known to the worker's registry."""
-    import pickle
-
-    from methods.registry import register, registered_methods
-
-    known = registered_methods()
-    for name, cls in pickle.loads(payload).items():
-        if known.get(name) is not cls:
-            register(name)(cls)
-
-
 def _call(fn: Callable, args: tuple, shipped: bytes | None):
     if shipped:
-        _register_shipped(shipped)
+        register_shipped(shipped)
     return fn(*args)
+
+
+def _with_data(fn: Callable, task, data):
+    """On the worker: the runner task with its (scattered) split data put back."""
+    return fn(dataclasses.replace(task, data=data))
 
 
 def _store_visible(root: str, probe: str) -> bool:
@@ -123,37 +119,6 @@ def _failed(cell, why: str):
     from .runner import CellOutcome
 
     return CellOutcome(cell, "failed", f"{cell.describe()} failed: {why}")
-
-
-def _plugin_classes(specs) -> dict:
-    """Registered classes of the tasks' methods that live outside the built-in ``methods`` package."""
-    classes = {}
-    for spec in specs:
-        cls = spec.method_class()
-        module = cls.__module__
-        if module == "methods" or module.startswith("methods."):
-            continue
-        classes[spec.name] = cls
-    return classes
-
-
-def _ship(classes: dict) -> bytes:
-    """The plugin classes pickled by value (their modules need not be importable on the workers)."""
-    import cloudpickle
-
-    registered = []
-    try:
-        for cls in classes.values():
-            module = sys.modules.get(cls.__module__)
-            if (module is None or module.__name__ == "__main__" or module in registered
-                    or module.__name__ in cloudpickle.list_registry_pickle_by_value()):
-                continue  # __main__ classes are pickled by value anyway
-            cloudpickle.register_pickle_by_value(module)
-            registered.append(module)
-        return cloudpickle.dumps(classes)
-    finally:
-        for module in registered:
-            cloudpickle.unregister_pickle_by_value(module)
 
 
 def _check_store_shared(client, store_root: str) -> None:
@@ -175,10 +140,11 @@ def _check_store_shared(client, store_root: str) -> None:
             "every worker (same path), or --scheduler local:N.")
 
 
-def _is_runner_task(task) -> bool:
-    from .store import Cell
+def _runner_task(task):
+    """The CellTask of a runner task (a 1-tuple holding it), else None (a generic call)."""
+    from .runner import CellTask
 
-    return isinstance(task, tuple) and len(task) == 4 and isinstance(task[0], Cell) and isinstance(task[2], str)
+    return task[0] if len(task) == 1 and isinstance(task[0], CellTask) else None
 
 
 def _death_cause(error: BaseException) -> str:
@@ -227,12 +193,13 @@ def _make_submit(client) -> Callable:
         tasks = [tuple(task) for task in tasks]
         if not tasks:
             return iter(())
-        runner_tasks = all(_is_runner_task(task) for task in tasks)
+        runner_tasks = all(_runner_task(task) is not None for task in tasks)
         if runner_tasks:
-            for root in sorted({task[2] for task in tasks}):
+            cell_tasks = [task[0] for task in tasks]
+            for root in sorted({task.store_root for task in cell_tasks}):
                 _check_store_shared(client, root)
-            classes = _plugin_classes({task[3].key: task[3] for task in tasks}.values())
-            shipped = _ship(classes) if classes else None
+            classes = plugin_classes({task.spec.key: task.spec for task in cell_tasks}.values())
+            shipped = ship_classes(classes) if classes else None
         else:
             shipped = None
         return _run(client, fn, tasks, shipped, runner_tasks)
@@ -246,7 +213,7 @@ def _run(client, fn, tasks, shipped, runner_tasks) -> Iterator:
     scattered: dict[int, object] = {}  # id(split data) -> its Future on the cluster
 
     def data_future(index):
-        data = tasks[index][1]
+        data = tasks[index][0].data
         future = scattered.get(id(data))
         if future is None or future.status != "finished":
             # one copy per worker, sent once; hash=False: a fresh key even for equal data
@@ -256,11 +223,11 @@ def _run(client, fn, tasks, shipped, runner_tasks) -> Iterator:
 
     def send(index):
         task = tasks[index]
-        if runner_tasks:
-            args = (task[0], data_future(index), *task[2:])
+        if runner_tasks:  # the split travels as a scattered future beside the task
+            call, args = _with_data, (fn, dataclasses.replace(task[0], data=None), data_future(index))
         else:
-            args = task
-        return client.submit(_call, fn, args, shipped, pure=False, key=f"cell-{index}-{uuid.uuid4().hex[:8]}")
+            call, args = fn, task
+        return client.submit(_call, call, args, shipped, pure=False, key=f"cell-{index}-{uuid.uuid4().hex[:8]}")
 
     futures = {}
     for index in range(len(tasks)):
@@ -276,19 +243,19 @@ def _run(client, fn, tasks, shipped, runner_tasks) -> Iterator:
                 # its scattered input was lost with a dead worker: scatter again and resubmit
                 if runner_tasks and resubmits[index] < MAX_RESUBMITS:
                     resubmits[index] += 1
-                    logger.warning("resubmitting %s: %s", tasks[index][0].describe(), error)
+                    logger.warning("resubmitting %s: %s", tasks[index][0].cell.describe(), error)
                     retry = send(index)
                     futures[retry] = index
                     pending.add(retry)
                     continue
                 if not runner_tasks:
                     raise
-                result = _failed(tasks[index][0], f"cancelled on the Dask cluster ({error}); "
+                result = _failed(tasks[index][0].cell, f"cancelled on the Dask cluster ({error}); "
                                                   "a re-run computes the missing cells")
             except Exception as error:  # noqa: BLE001 - a worker's death must not end the grid
                 if not runner_tasks:
                     raise
-                result = _failed(tasks[index][0], _death_cause(error))
+                result = _failed(tasks[index][0].cell, _death_cause(error))
             finally:
                 future.release()
             yield result

@@ -20,13 +20,37 @@ from typing import Any, Sequence
 from common.errors import BenchmarkError
 from methods.registry import UnknownMethodError
 
-from .specs import MethodSpec, expand_method_specs, parse_value
+from .specs import MethodSpec, expand_method_specs, parse_value, split_top_level
 
 PAPER_IMBALANCE_FACTORS = (1.0, 50.0, 100.0)
+#: The row the significance tables test against the best other method (the paper's claim, §6.4).
+SIGNIFICANCE_TARGET = "LTHNet (k=3)"
 
 
 class ExperimentError(BenchmarkError, ValueError):
     """A bad experiment name or override; the message says what exists and how to write it."""
+
+
+@dataclass(frozen=True)
+class FigureOutput:
+    """A figure an experiment can produce: the drawing function in ``benchmark.figures`` (called as
+    ``draw(frame, dataset, bits, path_stem)`` with the experiment's stored cells, see
+    ``analysis_report.experiment_frame``), the file stem, and which rows it draws."""
+
+    stem: str
+    draw: str
+    rows: str = "all"  # "all", "lthnet" (rows whose base starts with LTHNet) or "baselines" (the others)
+
+
+#: Every figure an experiment can declare (by name) -- the one dispatch table of the figures.
+FIGURES: dict[str, FigureOutput] = {
+    "figure3": FigureOutput("figure3_beta", "plot_beta_sensitivity"),
+    "figure4": FigureOutput("figure4_batch_lthnet", "plot_batch_size_lthnet", rows="lthnet"),
+    "figure5": FigureOutput("figure5_dme", "plot_dme_ablation"),
+    "figure6": FigureOutput("figure6_batch_deep", "plot_batch_size_deep", rows="baselines"),
+    "figure7": FigureOutput("figure7_convergence", "plot_convergence"),
+}
+TABLE = "table"  # the output kind of the main grids: the Table 3/4 layout and its companions
 
 
 @dataclass(frozen=True)
@@ -49,9 +73,23 @@ class Experiment:
     seeds: tuple[int, ...] = (0,)
     sweep: str | None = None
     values: tuple = ()
-    figures: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = (TABLE,)  # TABLE and/or names of FIGURES
     split_seed: int = 0
     note: str = ""
+
+    def __post_init__(self):
+        unknown = [name for name in self.outputs if name != TABLE and name not in FIGURES]
+        if unknown:
+            raise ExperimentError(f"experiment {self.name!r} declares unknown output(s) {unknown}; "
+                                  f"outputs are {TABLE!r} or one of {sorted(FIGURES)}.")
+
+    @property
+    def produces_table(self) -> bool:
+        return TABLE in self.outputs
+
+    @property
+    def figures(self) -> tuple[str, ...]:
+        return tuple(name for name in self.outputs if name != TABLE)
 
     def describe(self) -> str:
         sweep = f"; sweeps {self.sweep} over {', '.join(map(repr, self.values))}" if self.sweep else ""
@@ -67,25 +105,25 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment("table4", "Table 4 (ImageNet100 main grid)", ("all",), dataset="imagenet100"),
     Experiment(
         "beta-sensitivity", "Fig. 3 (class-balanced loss beta)", ("LTHNet(k=3)",), sweep="beta",
-        values=(0.0, 0.9, 0.99, 0.999, 0.9999), figures=("figure3",),
+        values=(0.0, 0.9, 0.99, 0.999, 0.9999), outputs=("figure3",),
         note=("The paper's text does not list the beta values of Fig. 3 (only beta in [0, 1), beta = 0 "
               "chosen); these are the class-balanced loss's usual values (Cui et al., CVPR 2019)."),
     ),
     Experiment(
         "batch-size", "Figs. 4 and 6 (training batch size)", ("LTHNet(k=3)",) + DEEP_BASELINES,
-        bits="middle", sweep="batch_size", values=(8, 16, 32, 64, 128), figures=("figure4", "figure6"),
+        bits="middle", sweep="batch_size", values=(8, 16, 32, 64, 128), outputs=("figure4", "figure6"),
         note=("Fig. 4 is LTHNet (k=3), Fig. 6 the deep baselines, both at 64 bits. The paper's text names "
               "batch sizes 8 and 16 (best for LTHNet on CIFAR-100 / ImageNet100), 16/32/64 and 128 (Fig. 6); "
               "we sweep 8..128 in powers of two."),
     ),
     Experiment(
         "dme-ablation", "Fig. 5 (extended dynamic meta-embedding on/off)", ("LTHNet(k=0)",),
-        sweep="use_meta_embedding", values=(True, False), figures=("figure5",),
+        sweep="use_meta_embedding", values=(True, False), outputs=("figure5",),
         note="LTHNet (k=0) with (TRUE) and without (FALSE) the extended DME module, as in the paper.",
     ),
     Experiment(
         "convergence", "Fig. 7 (normalised training loss per epoch)", ("LTHNet(k=3)",), bits="middle",
-        figures=("figure7",),
+        outputs=("figure7",),
         note="Each run's per-epoch mean loss divided by its maximum (the records' training_log['loss']).",
     ),
 )}
@@ -115,24 +153,6 @@ FIELD_ALIASES = {"if": "imbalance_factors", "imbalance_factors": "imbalance_fact
                  "split_seed": "split_seed"}
 
 
-def _split_top_level(text: str) -> list[str]:
-    """Split on commas outside parentheses: ``LTHNet(k=3,beta=0.9),CSQ`` -> two items."""
-    items, depth, current = [], 0, ""
-    for char in text:
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        if char == "," and depth == 0:
-            items.append(current.strip())
-            current = ""
-        else:
-            current += char
-    if current.strip():
-        items.append(current.strip())
-    return items
-
-
 def parse_overrides(assignments: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``NAME=VALUE`` strings -> (experiment field overrides, method parameter overrides)."""
     fields, params = {}, {}
@@ -145,7 +165,7 @@ def parse_overrides(assignments: Sequence[str]) -> tuple[dict[str, Any], dict[st
         value = value.strip()
         if name in FIELD_ALIASES:
             field_name = FIELD_ALIASES[name]
-            items = _split_top_level(value)
+            items = split_top_level(value)
             if field_name == "methods":
                 fields[field_name] = tuple(items)
             elif field_name == "split_seed":
@@ -203,7 +223,7 @@ class ExperimentRun:
     def method_keys(self) -> list[str]:
         return [spec.key for spec in self.specs]
 
-    def target_display(self, base: str = "LTHNet (k=3)") -> str | None:
+    def target_display(self, base: str = SIGNIFICANCE_TARGET) -> str | None:
         """The display name of the run's spec for a base row (e.g. with ``n_epochs=1`` added)."""
         for point in self.points:
             if point.base == base:
@@ -215,7 +235,7 @@ class ExperimentRun:
             "experiment": self.experiment.name, "title": self.experiment.title, "dataset": self.dataset,
             "imbalance_factors": self.imbalance_factors, "bits": self.bits, "seeds": self.seeds,
             "split_seed": self.split_seed, "sweep": self.experiment.sweep,
-            "figures": list(self.experiment.figures), "note": self.experiment.note,
+            "outputs": list(self.experiment.outputs), "note": self.experiment.note,
             "method_params": {k: repr(v) for k, v in self.method_params.items()},
             "points": [{"key": p.spec.key, "display": p.spec.display, "base": p.base, "value": p.value}
                        for p in self.points],
@@ -252,9 +272,10 @@ def _with_params(spec: MethodSpec, extra: dict[str, Any]) -> MethodSpec:
 
 def resolve(experiment: Experiment, dataset: str, default_bits: Sequence[int],
             field_overrides: dict[str, Any] | None = None,
-            method_params: dict[str, Any] | None = None) -> ExperimentRun:
-    """Concrete specs for ``dataset``; ``field_overrides`` replace experiment fields and
-    ``method_params`` are set on every method of the run that has them (see module docstring)."""
+            method_params: dict[str, Any] | None = None, exclude: Sequence[str] = ()) -> ExperimentRun:
+    """Concrete specs for ``dataset``; ``field_overrides`` replace experiment fields,
+    ``method_params`` are set on every method of the run that has them (see module docstring) and
+    ``exclude`` leaves methods out (``--exclude``)."""
     field_overrides = dict(field_overrides or {})
     method_params = dict(method_params or {})
     unknown_fields = set(field_overrides) - set(FIELD_ALIASES.values())
@@ -268,7 +289,7 @@ def resolve(experiment: Experiment, dataset: str, default_bits: Sequence[int],
             f"{experiment.sweep} is the parameter experiment {experiment.name!r} sweeps; set its values with "
             f"--set values=..., not --set {experiment.sweep}=...")
     try:
-        bases = expand_method_specs(list(experiment.methods))
+        bases = expand_method_specs(list(experiment.methods), list(exclude))
     except UnknownMethodError as error:
         raise ExperimentError(str(error)) from error
     accepted = set()

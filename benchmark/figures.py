@@ -1,7 +1,11 @@
 """Figures of the paper drawn with matplotlib (PNG and PDF): Figure 2, the log-log class-size
-plots of the long-tail training splits, and Figures 3-7 from an experiment's stored results
-(frames built by ``benchmark.analysis_report.experiment_frame``: one row per stored cell with
-columns base, value, imbalance_factor, bits, seed, map).
+plots of the long-tail training splits, and Figures 3-7 from an experiment's stored results.
+
+Figures 3-7 share one signature, ``plot_x(frame, dataset, bits, path_stem) -> [png, pdf]``: the
+frame is ``benchmark.analysis_report.experiment_frame`` (one row per stored cell with columns base,
+value, imbalance_factor, bits, seed, map, loss) and ``bits`` the run's middle code length (the
+paper's "64 bits" figures); which experiment draws which figure is declared in
+``benchmark.experiments.FIGURES``.
 """
 from __future__ import annotations
 
@@ -48,13 +52,6 @@ def plot_class_sizes(sizes_by_factor: dict[float, np.ndarray], dataset: str, pat
     return save_figure(fig, path_stem)
 
 
-def figure2_from_splits(data, imbalance_factors: Sequence[float], path_stem: str, split_seed: int = 0) -> list[str]:
-    from datasets import make_long_tail
-
-    sizes = {float(f): make_long_tail(data, f, seed=split_seed).train_class_sizes() for f in imbalance_factors}
-    return plot_class_sizes(sizes, data.name, path_stem)
-
-
 # ---------------------------------------------------------------------------- Figures 3-7
 
 PANEL_LETTERS = "abcdefghijklmnop"
@@ -86,7 +83,7 @@ def _check(frame, what: str):
         raise ValueError(f"no stored results for {what}; run its experiment first (run_benchmark.py --experiment ...).")
 
 
-def plot_beta_sensitivity(frame, dataset: str, path_stem: str) -> list[str]:
+def plot_beta_sensitivity(frame, dataset: str, bits: int, path_stem: str) -> list[str]:
     """Figure 3: MAP of LTHNet (k=3) against the class-balanced loss's beta, one panel per IF,
     one line per code length. Beta values sit at equal spacing (0, 0.9, 0.99, ... are log-like)."""
     _check(frame, "Figure 3 (beta-sensitivity)")
@@ -151,7 +148,7 @@ def plot_batch_size_deep(frame, dataset: str, bits: int, path_stem: str) -> list
     return save_figure(fig, path_stem)
 
 
-def plot_dme_ablation(frame, dataset: str, path_stem: str) -> list[str]:
+def plot_dme_ablation(frame, dataset: str, bits: int, path_stem: str) -> list[str]:
     """Figure 5: MAP of LTHNet (k=0) with (TRUE, red) and without (FALSE, blue) the extended DME
     module against the code length, one panel per IF."""
     _check(frame, "Figure 5 (dme-ablation)")
@@ -182,8 +179,12 @@ def normalised_loss(losses) -> np.ndarray:
     return losses / peak if peak > 0 else losses
 
 
-def plot_convergence(curves: dict[float, list[np.ndarray]], dataset: str, bits: int, path_stem: str) -> list[str]:
+def plot_convergence(frame, dataset: str, bits: int, path_stem: str) -> list[str]:
     """Figure 7: per-epoch training loss normalised by its maximum, one line per IF (mean over seeds)."""
+    curves: dict[float, list[np.ndarray]] = {}
+    for factor, loss in zip(frame["imbalance_factor"], frame["loss"]):
+        if loss:
+            curves.setdefault(float(factor), []).append(np.asarray(loss))
     if not curves:
         _check(None, "Figure 7 (convergence)")
     plt = _pyplot()

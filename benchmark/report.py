@@ -1,7 +1,8 @@
 """Tables from the result store: the paper's Table 3/4 layout as CSV, LaTeX and Markdown, the
 published numbers and differences beside ours, and paired t-tests over per-query AP.
 
-Reads only the result store (and the published numbers shipped in ``results/``).
+Reads only the result store, once per run (``benchmark.results.StoredResults``), and the published
+numbers shipped in ``results/``. Every function here takes that table (or a store, read once).
 """
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from .store import Cell, ResultStore
+from common.io import atomic_write, file_slug
+
+from .experiments import SIGNIFICANCE_TARGET
+from .results import GROUPS, StoredResults, as_results
 
 POLICIES = ("tie_aware", "index_order")
 PAPER_BITS = (32, 64, 96)
@@ -42,34 +46,15 @@ def paper_method_order() -> list[str]:
 # ---------------------------------------------------------------------------- frames
 
 
-def results_frame(store: ResultStore, dataset: str, mode: str = "features",
-                  method_keys=None) -> pd.DataFrame:
+def results_frame(source, dataset: str, mode: str = "features", method_keys=None,
+                  fingerprints=None) -> pd.DataFrame:
     """One row per stored cell of a table: deep methods of ``mode``, shallow methods from features mode.
 
     ``method_keys`` (spec keys such as ``LTHNet(k=3)``) restricts the table to one run's methods, so
-    an experiment's variants (``LTHNet(beta=0.9,k=3)``) stay out of the main table.
+    an experiment's variants (``LTHNet(beta=0.9,k=3)``) stay out of the main table; ``fingerprints``
+    to the data the run used. ``source``: a ``StoredResults`` or a ``ResultStore``.
     """
-    rows = []
-    keys = None if method_keys is None else set(method_keys)
-    for record in store.records(dataset=dataset):
-        cell = record["cell"]
-        family = record["method"]["family"]
-        if cell["mode"] != (mode if family == "deep" else "features"):
-            continue
-        if keys is not None and record["method"]["key"] not in keys:
-            continue
-        metrics = record["metrics"]
-        rows.append({
-            "dataset": dataset, "mode": cell["mode"], "method": record["method"]["display"],
-            "method_key": record["method"]["key"], "family": family,
-            "imbalance_factor": float(cell["imbalance_factor"]), "bits": int(cell["n_bits"]),
-            "seed": int(cell["seed"]), "split_seed": int(cell["split_seed"]),
-            "map_tie_aware": metrics["map_tie_aware"], "map_index_order": metrics["map_index_order"],
-            **{f"{g}_map_tie_aware": v for g, v in metrics.get("group_map_tie_aware", {}).items()},
-            "fit_seconds": record["timings"]["fit_seconds"],
-            "default_bits": tuple(record["dataset"].get("default_bits", PAPER_BITS)),
-        })
-    return pd.DataFrame(rows)
+    return as_results(source, dataset).select(dataset, mode, method_keys, fingerprints)
 
 
 def ordered_methods(names) -> list[str]:
@@ -208,23 +193,8 @@ def to_markdown(wide: pd.DataFrame, published: pd.DataFrame | None = None) -> st
 # ---------------------------------------------------------------------------- significance
 
 
-def per_query_ap(store: ResultStore, dataset: str, mode: str, method_display: str, factor: float, bits: int,
-                 policy: str = "tie_aware", method_keys=None) -> dict[int, np.ndarray]:
-    """Per-query AP arrays by seed for one method and setting."""
-    out = {}
-    for record in store.records(dataset=dataset):
-        cell = record["cell"]
-        if method_keys is not None and record["method"]["key"] not in set(method_keys):
-            continue
-        if (record["method"]["display"] == method_display and float(cell["imbalance_factor"]) == factor
-                and int(cell["n_bits"]) == bits
-                and cell["mode"] == (mode if record["method"]["family"] == "deep" else "features")):
-            out[int(cell["seed"])] = store.load_arrays(Cell.from_dict(cell))[f"ap_{policy}"]
-    return out
-
-
-def paired_ttests(store: ResultStore, dataset: str, mode: str = "features", method: str | None = None,
-                  policy: str = "tie_aware", method_keys=None) -> pd.DataFrame:
+def paired_ttests(source, dataset: str, mode: str = "features", method: str | None = None,
+                  policy: str = "tie_aware", method_keys=None, fingerprints=None) -> pd.DataFrame:
     """Paired t-test of ``method`` against the best other method in each (IF, bits) setting.
 
     Over per-query AP (averaged over the seeds both methods ran), two-sided, scipy.stats.ttest_rel;
@@ -233,12 +203,13 @@ def paired_ttests(store: ResultStore, dataset: str, mode: str = "features", meth
     """
     from scipy import stats
 
-    frame = results_frame(store, dataset, mode, method_keys)
+    results = as_results(source, dataset)
+    frame = results.select(dataset, mode, method_keys, fingerprints)
     if frame.empty:
         return pd.DataFrame()
     summary = summary_table(frame, policy)
     if method is None:
-        method = "LTHNet (k=3)" if "LTHNet (k=3)" in set(summary["method"]) else \
+        method = SIGNIFICANCE_TARGET if SIGNIFICANCE_TARGET in set(summary["method"]) else \
             summary.groupby("method")["map"].mean().idxmax()
     rows = []
     for (factor, bits), group in summary.groupby(["imbalance_factor", "bits"]):
@@ -248,8 +219,9 @@ def paired_ttests(store: ResultStore, dataset: str, mode: str = "features", meth
         if others.empty:
             continue
         best = others.loc[others["map"].idxmax()]
-        ours = per_query_ap(store, dataset, mode, method, factor, bits, policy, method_keys)
-        theirs = per_query_ap(store, dataset, mode, best["method"], factor, bits, policy, method_keys)
+        setting = frame[(frame["imbalance_factor"] == factor) & (frame["bits"] == bits)]
+        ours = results.per_query_ap(setting[setting["method"] == method], policy)
+        theirs = results.per_query_ap(setting[setting["method"] == best["method"]], policy)
         common = sorted(set(ours) & set(theirs))
         if not common:
             continue
@@ -275,8 +247,6 @@ def paired_ttests(store: ResultStore, dataset: str, mode: str = "features", meth
 
 
 # ---------------------------------------------------------------------------- head / medium / tail
-
-GROUPS = ("head", "medium", "tail")
 
 
 def group_summary(frame: pd.DataFrame, policy: str = "tie_aware") -> pd.DataFrame:
@@ -320,21 +290,21 @@ def group_markdown(groups: pd.DataFrame, bits: int | None = None) -> str:
 # ---------------------------------------------------------------------------- all reports
 
 
-def write_reports(store: ResultStore, dataset: str, mode: str = "features", out_dir: str | None = None,
+def write_reports(source, dataset: str, mode: str = "features", out_dir: str | None = None,
                   policy: str = "tie_aware", ttest_method: str | None = None, method_keys=None,
-                  name_suffix: str = "") -> dict[str, str]:
+                  name_suffix: str = "", fingerprints=None) -> dict[str, str]:
     """Write CSV (wide and long), LaTeX, Markdown, t-test and head/medium/tail tables; returns
     name -> path (+ 'markdown' text). ``method_keys`` restricts them to one run's methods;
     ``name_suffix`` (e.g. ``_table3``) keeps an experiment's tables apart from the main run's."""
-    out_dir = out_dir or os.path.join(store.root, "tables")
-    os.makedirs(out_dir, exist_ok=True)
-    frame = results_frame(store, dataset, mode, method_keys)
+    results = as_results(source, dataset)
+    out_dir = out_dir or os.path.join(results.store.root, "tables")
+    frame = results.select(dataset, mode, method_keys, fingerprints)
     if frame.empty:
         return {}
     summary = summary_table(frame, policy)
     wide = wide_table(summary)
     caption = table_caption(frame, dataset, mode, policy)
-    stem = os.path.join(out_dir, f"map_{dataset.replace(':', '_').replace(os.sep, '_')}_{mode}_{policy}{name_suffix}")
+    stem = os.path.join(out_dir, f"map_{file_slug(dataset)}_{mode}_{policy}{name_suffix}")
     paths = {}
 
     flat = wide.copy()
@@ -356,7 +326,7 @@ def write_reports(store: ResultStore, dataset: str, mode: str = "features", out_
         markdown += "\nCells read 'ours / published (ours - published)'.\n"
     paths["markdown_file"] = _write_text(stem + ".md", markdown)
 
-    tests = paired_ttests(store, dataset, mode, ttest_method, policy, method_keys)
+    tests = paired_ttests(results, dataset, mode, ttest_method, policy, method_keys, fingerprints)
     if not tests.empty:
         paths["ttest_csv"] = _write_text(stem + "_ttest.csv", tests.to_csv(index=False, float_format="%.6g"))
     groups = group_summary(frame, policy)
@@ -368,8 +338,4 @@ def write_reports(store: ResultStore, dataset: str, mode: str = "features", out_
 
 
 def _write_text(path: str, text: str) -> str:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, text)

@@ -1,30 +1,47 @@
 """The benchmark runner: a grid of cells (dataset x IF x bits x method x seed), each fitted on its
 long-tail training split, encoded, evaluated and written to the result store.
 
-Cells already in the store are skipped (``force`` recomputes them); cells run in parallel through
-joblib; a failing cell is reported by name and writes nothing.
+``plan_grid`` draws every long-tail split once and names every cell (with the fingerprint of the
+data it uses); ``run_grid`` skips cells already stored, claims each cell before computing it (so
+concurrent runs share the work) and runs the rest in worker processes (``jobs``) or on a
+distributed backend (``submit``); a failing cell is reported by name and writes nothing.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
+import multiprocessing
+import os
+import pickle
 import platform
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 import traceback
+import uuid
 import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+import common
 from common.errors import BenchmarkError
-
+from common.modes import MODES
 from datasets import BenchmarkData, make_long_tail
-from datasets.longtail import check_imbalance_factor
 
-from .metrics import evaluate, pack_codes
-from .specs import MethodSpec
+from .metrics import evaluate_packed, pack_codes
+from .specs import MethodSpec, plugin_classes, register_shipped, ship_classes
 from .store import Cell, ResultStore
 
-MODES = ("features", "finetune")
+__all__ = ["MODES", "CellTask", "CellOutcome", "GridPlan", "plan_grid", "run_grid", "run_cell",
+           "recompute_metrics", "class_groups", "default_jobs"]
 
 
 class CellError(BenchmarkError, RuntimeError):
@@ -34,29 +51,71 @@ class CellError(BenchmarkError, RuntimeError):
 @dataclass
 class CellOutcome:
     cell: Cell
-    status: str  # "done", "skipped" (already in store), "unsupported", "failed"
+    status: str  # "done", "skipped" (already in store), "claimed" (another run computes it), "unsupported", "failed"
     message: str = ""
     seconds: float = 0.0
 
 
 @dataclass
 class GridPlan:
+    """The cells of a grid, the cells a method cannot produce, and each long-tail split, drawn once."""
+
     cells: list[Cell] = field(default_factory=list)
     unsupported: list[tuple[Cell, str]] = field(default_factory=list)
+    splits: dict[tuple[float, int], BenchmarkData] = field(default_factory=dict)
+
+    def split_of(self, cell: Cell) -> BenchmarkData:
+        return self.splits[(cell.imbalance_factor, cell.split_seed)]
+
+    @property
+    def fingerprints(self) -> list[str]:
+        return sorted({data_fingerprint(split) for split in self.splits.values()})
+
+
+@dataclass
+class CellTask:
+    """One cell to compute: what a worker (a local process or a Dask worker) receives."""
+
+    cell: Cell
+    spec: MethodSpec
+    store_root: str
+    data: BenchmarkData  # the cell's long-tail split, or a _SharedSplit reference for local workers
+    threads: int | None = None  # BLAS/torch threads for this cell (None: leave as they are)
+    force: bool = False  # recompute even if stored (the new record replaces the old one atomically)
+    run_id: str = ""  # the run_grid call this task belongs to (recorded; tells its own earlier attempts apart)
+
+    def split(self) -> BenchmarkData:
+        return self.data.load() if isinstance(self.data, _SharedSplit) else self.data
 
 
 # ---------------------------------------------------------------------------- helpers
 
 
-def library_versions() -> dict[str, str]:
-    import importlib.metadata as md
+@functools.lru_cache(maxsize=1)
+def _git_commit() -> str | None:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
 
-    versions = {"python": platform.python_version()}
-    for package in ("numpy", "scipy", "scikit-learn", "torch", "torchvision", "longtail-hashing-benchmark"):
-        try:
-            versions[package] = md.version(package)
-        except md.PackageNotFoundError:
-            pass
+
+def library_versions() -> dict[str, str]:
+    """Versions of what this process actually runs: the modules as imported (``torch.__version__``
+    ...), not the installed package metadata, plus the project's version and git commit."""
+    versions = {"python": platform.python_version(), "longtail-hashing-benchmark": common.__version__}
+    for module_name, label in (("numpy", "numpy"), ("scipy", "scipy"), ("sklearn", "scikit-learn"),
+                               ("torch", "torch"), ("torchvision", "torchvision"), ("numba", "numba")):
+        module = sys.modules.get(module_name)
+        if module is not None and getattr(module, "__version__", None):
+            versions[label] = str(module.__version__)
+    commit = _git_commit()
+    if commit:
+        versions["git_commit"] = commit
     return versions
 
 
@@ -86,26 +145,52 @@ def cell_mode(spec: MethodSpec, mode: str) -> str:
     return mode if spec.method_class().family == "deep" else "features"
 
 
+def data_fingerprint(split: BenchmarkData) -> str:
+    """The fingerprint of the data a cell trains and evaluates on (datasets' BenchmarkData.fingerprint)."""
+    if hasattr(split, "fingerprint"):
+        return split.fingerprint()
+    import hashlib  # interim: until every BenchmarkData has its own fingerprint
+
+    from datasets.base import array_checksum
+
+    digest = hashlib.sha256()
+    digest.update(array_checksum(np.asarray(split.features), split.labels, split.query_index,
+                                 split.database_index, np.asarray(split.train)).encode())
+    return digest.hexdigest()[:16]
+
+
+def default_jobs() -> int:
+    """Cells run in parallel by default: one per core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def plan_grid(
     data: BenchmarkData, imbalance_factors: Sequence[float], bits: Sequence[int], specs: Sequence[MethodSpec],
     seeds: Sequence[int], mode: str = "features", split_seed: int = 0,
 ) -> GridPlan:
-    """Every cell of the grid, and those a method cannot produce (e.g. PCA bits > feature dimension)."""
+    """Every cell of the grid, and those a method cannot produce (e.g. PCA bits > feature dimension).
+
+    Draws each long-tail split once (a DatasetError here, before any training, when the dataset
+    cannot supply one) and puts its data fingerprint into every cell's identity.
+    """
     if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
-    for factor in imbalance_factors:
-        check_imbalance_factor(factor)
+        raise CellError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
     for n_bits in bits:
-        if isinstance(n_bits, bool) or int(n_bits) != n_bits or n_bits <= 0:
-            raise ValueError(f"bit lengths must be positive integers, got {n_bits!r}.")
+        common.check_positive_int(n_bits, "bit lengths", hint="e.g. --bits 32 64 96")
     plan = GridPlan()
     for factor in imbalance_factors:
+        split = make_long_tail(data, float(factor), seed=split_seed)
+        plan.splits[(float(factor), int(split_seed))] = split
+        fingerprint = data_fingerprint(split)
         for n_bits in bits:
             for spec in specs:
+                limit = spec.method_class().max_bits_for(data.n_features, len(split.train))
                 for seed in seeds:
                     cell = Cell(data.name, float(factor), int(n_bits), spec.key, int(seed),
-                                cell_mode(spec, mode), int(split_seed))
-                    limit = spec.method_class().max_bits_for(data.n_features, len(data.train))
+                                cell_mode(spec, mode), int(split_seed), fingerprint)
                     if limit is not None and n_bits > limit:
                         plan.unsupported.append(
                             (cell, f"{spec.display} cannot give {n_bits} bits from {data.n_features}-d features "
@@ -129,9 +214,10 @@ def _inputs(data: BenchmarkData, index: np.ndarray, mode: str):
     return np.asarray(data.features[index], dtype=np.float32)
 
 
-def evaluate_codes(query_codes, database_codes, query_labels, database_labels, train_class_sizes):
-    """Metrics (dict) and arrays (dict) of one cell's codes; shared by runs and recomputation."""
-    result = evaluate(query_codes, database_codes, query_labels, database_labels)
+def evaluate_codes(packed_query, packed_database, n_bits, query_labels, database_labels, train_class_sizes):
+    """Metrics (dict), PR curve and per-query arrays of one cell's packed codes; shared by runs and
+    recomputation."""
+    result = evaluate_packed(packed_query, packed_database, query_labels, database_labels, n_bits=n_bits)
     groups = class_groups(train_class_sizes)
     metrics = {
         "map_tie_aware": float(result.map_tie_aware),
@@ -150,134 +236,361 @@ def evaluate_codes(query_codes, database_codes, query_labels, database_labels, t
     return metrics, pr, arrays
 
 
-def run_cell(cell: Cell, data: BenchmarkData, store: ResultStore, spec: MethodSpec) -> CellOutcome:
-    """Fit, encode, evaluate and store one cell. ``data`` already carries the cell's training split."""
-    start = time.perf_counter()
-    try:
-        method = spec.build(n_bits=cell.n_bits, random_state=cell.seed)
-        if "mode" in method.get_params():
-            method.set_params(mode=cell.mode)
-        train = data.train
-        X_train, y_train = _inputs(data, train, cell.mode), data.labels[train]
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            t0 = time.perf_counter()
-            method.fit(X_train, y_train)
-            fit_seconds = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            query_codes = method.encode(_inputs(data, data.query_index, cell.mode))
-            database_codes = method.encode(_inputs(data, data.database_index, cell.mode))
-            encode_seconds = time.perf_counter() - t0
-        query_labels = data.labels[data.query_index]
-        database_labels = data.labels[data.database_index]
-        t0 = time.perf_counter()
-        train_sizes = data.train_class_sizes()
-        metrics, pr_curve, arrays = evaluate_codes(query_codes, database_codes, query_labels, database_labels,
-                                                   train_sizes)
-        evaluate_seconds = time.perf_counter() - t0
-        if not np.isfinite(metrics["map_tie_aware"]):
-            raise CellError("the evaluation produced a non-finite MAP")
-    except Exception as error:  # one cell's failure must name the cell and write nothing
+def _failure_detail(error: BaseException, method) -> str:
+    """The error as one line, plus where in the method's own module it was raised (a plugin's file
+    and line) when the traceback passes through it."""
+    if isinstance(error, MemoryError):
+        detail = ("MemoryError: ran out of memory; the data or the method's parameters are too large for "
+                  "this machine (fewer bits / anchors / a smaller batch, or a machine with more memory)")
+    else:
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
-        return CellOutcome(cell, "failed", f"{cell.describe()} failed: {detail}", time.perf_counter() - start)
+    try:
+        source = os.path.abspath(inspect.getsourcefile(type(method)) or "")
+    except TypeError:
+        source = ""
+    if source and not source.startswith(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))):
+        frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+                  if os.path.abspath(frame.filename) == source]
+        if frames:
+            detail += f" (at {frames[-1].filename}:{frames[-1].lineno})"
+    return detail
 
-    params = {k: v for k, v in method.get_params().items()}
-    record = {
-        "method": {"name": spec.name, "key": spec.key, "display": spec.display, "family": method.family,
-                   "uses_labels": method.uses_labels, "params": params,
-                   "settings": getattr(method, "settings_", None)},  # resolved optimisation settings (deep)
-        "metrics": metrics,
-        "pr_curve": pr_curve,
-        "timings": {"fit_seconds": fit_seconds, "encode_seconds": encode_seconds,
-                    "evaluate_seconds": evaluate_seconds},
-        "training_log": getattr(method, "training_log_", None),
-        "warnings": sorted({str(w.message) for w in caught}),
-        "dataset": {"name": data.name, "card": data.card, "n_query": int(len(data.query_index)),
-                    "n_database": int(len(data.database_index)), "n_train": int(len(train)),
-                    "n_classes": int(data.n_classes), "n_features": int(data.n_features),
-                    "train_class_sizes": train_sizes.tolist(), "default_bits": list(data.default_bits)},
-        "versions": library_versions(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    arrays.update({
-        "query_codes": pack_codes(query_codes), "database_codes": pack_codes(database_codes),
-        "query_labels": query_labels.astype(np.int32), "database_labels": database_labels.astype(np.int32),
-        "train_class_sizes": train_sizes.astype(np.int64),
-    })
-    store.write(cell, record, arrays)
+
+@contextlib.contextmanager
+def _thread_limit(threads: int | None):
+    """BLAS/OpenMP and torch intra-op threads for the duration of a cell (restored afterwards)."""
+    if threads is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")
+    previous = torch.get_num_threads() if torch is not None else None
+    with threadpool_limits(limits=int(threads)):
+        if torch is not None:
+            torch.set_num_threads(int(threads))
+        try:
+            yield
+        finally:
+            if torch is not None:
+                torch.set_num_threads(previous)
+
+
+def run_cell(task: CellTask, progress: Callable | None = None) -> CellOutcome:
+    """Fit, encode, evaluate and store one cell, unless it is stored already or another live run
+    has claimed it. ``progress(cell, text)`` (optional) hears per-epoch progress of deep methods."""
+    cell, spec = task.cell, task.spec
+    store = ResultStore(task.store_root)
+    start = time.perf_counter()
+    if not task.force and store.has(cell):
+        if task.run_id and store.load_record(cell).get("run_id") == task.run_id:
+            return CellOutcome(cell, "done", "computed by an earlier attempt of this run")
+        return CellOutcome(cell, "skipped", "stored meanwhile by another run")
+    if not store.claim(cell):
+        holder = store.claim_holder(cell) or {}
+        return CellOutcome(cell, "claimed", f"{cell.describe()}: being computed by another run "
+                                            f"(pid {holder.get('pid', '?')} on {holder.get('host', '?')})")
+    method = None
+    try:
+        with store.heartbeat(cell), _thread_limit(task.threads):
+            data = task.split()
+            method = spec.build(n_bits=cell.n_bits, random_state=cell.seed)
+            if "mode" in method.get_params():
+                method.set_params(mode=cell.mode)
+            if progress is not None and hasattr(method, "progress_callback_"):
+                method.progress_callback_ = lambda text: progress(cell, text)
+            train = data.train
+            X_train, y_train = _inputs(data, train, cell.mode), data.labels[train]
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                t0 = time.perf_counter()
+                method.fit(X_train, y_train)
+                fit_seconds = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                packed_query = pack_codes(method.encode(_inputs(data, data.query_index, cell.mode)))
+                packed_database = pack_codes(method.encode(_inputs(data, data.database_index, cell.mode)))
+                encode_seconds = time.perf_counter() - t0
+            query_labels = data.labels[data.query_index]
+            database_labels = data.labels[data.database_index]
+            t0 = time.perf_counter()
+            train_sizes = data.train_class_sizes()
+            metrics, pr_curve, arrays = evaluate_codes(packed_query, packed_database, cell.n_bits, query_labels,
+                                                       database_labels, train_sizes)
+            evaluate_seconds = time.perf_counter() - t0
+            if not np.isfinite(metrics["map_tie_aware"]):
+                raise CellError("the evaluation produced a non-finite MAP")
+            record = {
+                "method": {"name": spec.name, "key": spec.key, "display": spec.display, "family": method.family,
+                           "uses_labels": method.uses_labels, "params": dict(method.get_params()),
+                           "settings": getattr(method, "settings_", None)},  # resolved optimisation settings (deep)
+                "metrics": metrics,
+                "pr_curve": pr_curve,
+                "timings": {"fit_seconds": fit_seconds, "encode_seconds": encode_seconds,
+                            "evaluate_seconds": evaluate_seconds},
+                "threads": {"requested": task.threads, "torch": _torch_threads()},
+                "training_log": getattr(method, "training_log_", None),
+                "warnings": sorted({str(w.message) for w in caught}),
+                "dataset": {"name": data.name, "card": data.card, "n_query": int(len(data.query_index)),
+                            "n_database": int(len(data.database_index)), "n_train": int(len(train)),
+                            "n_classes": int(data.n_classes), "n_features": int(data.n_features),
+                            "train_class_sizes": train_sizes.tolist(), "default_bits": list(data.default_bits)},
+                "versions": library_versions(),
+                "run_id": task.run_id,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            arrays.update({
+                "query_codes": packed_query, "database_codes": packed_database,
+                "query_labels": query_labels.astype(np.int32), "database_labels": database_labels.astype(np.int32),
+                "train_class_sizes": train_sizes.astype(np.int64),
+            })
+            store.write(cell, record, arrays)
+    except Exception as error:  # one cell's failure must name the cell and write nothing
+        return CellOutcome(cell, "failed", f"{cell.describe()} failed: {_failure_detail(error, method)}",
+                           time.perf_counter() - start)
+    finally:
+        store.release(cell)
     return CellOutcome(cell, "done", "", time.perf_counter() - start)
 
 
-def _run_cell_task(cell, data, store_root, spec):
-    return run_cell(cell, data, ResultStore(store_root), spec)
+def _torch_threads():
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
+
+
+# ---------------------------------------------------------------------------- local worker processes
+
+
+@dataclass
+class _SharedSplit:
+    """A long-tail split sent to local workers by reference: the dataset is written once to a
+    temporary folder (features as a memory-mappable .npy) and every task carries only its split's
+    training rows and card."""
+
+    folder: str
+    train_index: np.ndarray
+    card: dict
+
+    def load(self) -> BenchmarkData:
+        import dataclasses
+
+        return dataclasses.replace(_load_shared_dataset(self.folder), train_index=self.train_index, card=self.card)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_shared_dataset(folder: str) -> BenchmarkData:
+    with open(os.path.join(folder, "dataset.pickle"), "rb") as handle:
+        fields = pickle.load(handle)
+    return BenchmarkData(features=np.load(os.path.join(folder, "features.npy"), mmap_mode="r"), **fields)
+
+
+def _share_dataset(data: BenchmarkData, folder: str) -> None:
+    import dataclasses
+
+    np.save(os.path.join(folder, "features.npy"), np.asarray(data.features))
+    fields = {f.name: getattr(data, f.name) for f in dataclasses.fields(data) if f.init and f.name != "features"}
+    fields["train_index"] = None
+    with open(os.path.join(folder, "dataset.pickle"), "wb") as handle:
+        pickle.dump(fields, handle)
+
+
+_PROGRESS_QUEUE = None
+
+
+def _worker_init(progress_queue, shipped: bytes | None) -> None:
+    """In each local worker: end with the parent (Linux PR_SET_PDEATHSIG, and a watchdog thread
+    elsewhere), register the run's plugin classes, and report progress through ``progress_queue``."""
+    global _PROGRESS_QUEUE
+    _PROGRESS_QUEUE = progress_queue
+    register_shipped(shipped)
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM when the parent dies
+    except (OSError, AttributeError):
+        pass
+
+    def watchdog():
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watchdog, daemon=True).start()
+
+
+def _report_progress(cell: Cell, text: str) -> None:
+    if _PROGRESS_QUEUE is not None:
+        with contextlib.suppress(Exception):
+            _PROGRESS_QUEUE.put_nowait((cell.key, text))
+
+
+def _run_in_worker(task: CellTask) -> CellOutcome:
+    _report_progress(task.cell, "started")
+    return run_cell(task, progress=_report_progress)
+
+
+def _local_pool_results(tasks: list[CellTask], jobs: int, on_progress: Callable) -> Iterator[CellOutcome]:
+    """Run tasks in ``jobs`` worker processes (forkserver: a fork of a clean process, never of this
+    one with its threads); workers end with this process."""
+    context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
+                                          else "spawn")
+    manager_queue = context.Queue()
+    stop = threading.Event()
+
+    def pump():
+        while not stop.is_set():
+            try:
+                key, text = manager_queue.get(timeout=0.2)
+            except (queue.Empty, OSError, EOFError):
+                continue
+            on_progress(key, text)
+
+    listener = threading.Thread(target=pump, daemon=True)
+    listener.start()
+    try:
+        classes = plugin_classes({task.spec.key: task.spec for task in tasks}.values())
+        shipped = ship_classes(classes) if classes else None
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init,
+                                 initargs=(manager_queue, shipped)) as pool:
+            futures = {pool.submit(_run_in_worker, task): task for task in tasks}
+            try:
+                for future in as_completed(futures):
+                    task = futures[future]
+                    try:
+                        yield future.result()
+                    except Exception as error:  # a worker process that died (killed, out of memory)
+                        yield CellOutcome(task.cell, "failed", f"{task.cell.describe()} failed: its worker "
+                                          f"process died ({type(error).__name__}: {error}); a re-run computes it")
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    finally:
+        stop.set()
+        listener.join(timeout=1.0)
 
 
 # ---------------------------------------------------------------------------- the grid
 
 
-def split_for(data: BenchmarkData, imbalance_factor: float, split_seed: int) -> BenchmarkData:
-    return make_long_tail(data, imbalance_factor, seed=split_seed)
+class _Progress:
+    """A tqdm bar over the cells whose postfix names the cells running now (and their epoch)."""
+
+    def __init__(self, total: int, enabled: bool):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, desc="cells", unit="cell", disable=not enabled)
+        self.running: dict[str, str] = {}
+        self.names: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def name(self, cell: Cell) -> None:
+        self.names[cell.key] = f"{cell.method} IF={cell.imbalance_factor:g} {cell.n_bits}b"
+
+    def update(self, key: str, text: str) -> None:
+        with self.lock:
+            self.running[key] = text
+            self._show()
+
+    def finished(self, outcome: CellOutcome) -> None:
+        with self.lock:
+            self.running.pop(outcome.cell.key, None)
+            self.bar.update(1)
+            self._show()
+            if outcome.status == "failed":
+                self.bar.write(outcome.message)
+
+    def _show(self) -> None:
+        parts = [f"{self.names.get(key, key)}" + ("" if text == "started" else f" {text}")
+                 for key, text in self.running.items()]
+        self.bar.set_postfix_str(("running: " + "; ".join(parts)) if parts else "")
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def run_grid(
     data: BenchmarkData, plan: GridPlan, specs: Iterable[MethodSpec], store: ResultStore, *,
-    force: bool = False, jobs: int = 1, progress: bool = True, submit: Callable | None = None,
+    force: bool = False, jobs: int = 1, threads: int | None = None, progress: bool = True,
+    submit: Callable | None = None,
 ) -> list[CellOutcome]:
-    """Run every planned cell not yet in the store. ``submit`` lets a distributed backend take the
-    cells (see benchmark.distributed); by default joblib runs them with ``jobs`` processes."""
-    from tqdm.auto import tqdm
+    """Run every planned cell not yet in the store.
 
+    ``jobs`` worker processes (1: in this process); ``threads`` BLAS/torch threads per cell (None:
+    the cores divided among the jobs, at least 1 -- jobs x threads never exceeds the cores). Threads
+    never change a cell's identity. ``submit`` lets a distributed backend take the cells (see
+    benchmark.distributed). ``force`` recomputes stored cells.
+    """
     spec_by_key = {spec.key: spec for spec in specs}
-    outcomes = [CellOutcome(c, "skipped", "already in the result store") for c in plan.cells
-                if not force and store.has(c)]
-    todo = [c for c in plan.cells if force or not store.has(c)]
-    splits: dict[tuple[float, int], BenchmarkData] = {}
-    tasks = []
-    for cell in todo:
-        key = (cell.imbalance_factor, cell.split_seed)
-        if key not in splits:
-            splits[key] = split_for(data, cell.imbalance_factor, cell.split_seed)
-        tasks.append((cell, splits[key], store.root, spec_by_key[cell.method]))
+    if not plan.splits:  # a plan made elsewhere: draw its splits now, once each
+        for cell in plan.cells:
+            key = (cell.imbalance_factor, cell.split_seed)
+            if key not in plan.splits:
+                plan.splits[key] = make_long_tail(data, cell.imbalance_factor, seed=cell.split_seed)
+    outcomes = []
+    todo = []
+    for cell in plan.cells:
+        if not force and store.has(cell):
+            outcomes.append(CellOutcome(cell, "skipped", "already in the result store"))
+        else:
+            todo.append(cell)
     outcomes += [CellOutcome(c, "unsupported", why) for c, why in plan.unsupported]
-    if not tasks:
+    if not todo:
         return outcomes
-    bar = tqdm(total=len(tasks), desc="cells", unit="cell", disable=not progress)
-    if submit is not None:
-        results = submit(_run_cell_task, tasks)
-    elif jobs == 1:
-        results = (_run_cell_task(*task) for task in tasks)
-    else:
-        from joblib import Parallel, delayed
+    jobs = max(1, min(int(jobs), len(todo)))
+    if threads is None:
+        threads = max(1, default_jobs() // jobs)
+    run_id = uuid.uuid4().hex
+    bar = _Progress(len(todo), progress)
+    for cell in todo:
+        bar.name(cell)
+    with contextlib.ExitStack() as stack:
+        if submit is not None:
+            tasks = [CellTask(cell, spec_by_key[cell.method], store.root, plan.split_of(cell), threads, force, run_id) for cell in todo]
+            results = submit(run_cell, [(task,) for task in tasks])
+        elif jobs == 1:
+            tasks = [CellTask(cell, spec_by_key[cell.method], store.root, plan.split_of(cell), threads, force, run_id) for cell in todo]
 
-        results = Parallel(n_jobs=jobs, return_as="generator_unordered")(
-            delayed(_run_cell_task)(*task) for task in tasks)
-    for outcome in results:
-        outcomes.append(outcome)
-        bar.set_postfix_str(f"{outcome.cell.method} IF={outcome.cell.imbalance_factor:g} {outcome.cell.n_bits}b")
-        bar.update(1)
-        if outcome.status == "failed":
-            bar.write(outcome.message)
+            def serial():
+                for task in tasks:
+                    bar.update(task.cell.key, "started")
+                    yield run_cell(task, progress=lambda cell, text: bar.update(cell.key, text))
+
+            results = serial()
+        else:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="lth-grid-"))
+            _share_dataset(data, folder)
+            tasks = []
+            for cell in todo:
+                split = plan.split_of(cell)
+                shared = _SharedSplit(folder, np.asarray(split.train), split.card)
+                tasks.append(CellTask(cell, spec_by_key[cell.method], store.root, shared, threads, force, run_id))
+            results = _local_pool_results(tasks, jobs, bar.update)
+        for outcome in results:
+            outcomes.append(outcome)
+            bar.finished(outcome)
     bar.close()
     return outcomes
 
 
-def recompute_metrics(store: ResultStore, dataset: str | None = None) -> int:
-    """Re-evaluate every stored cell from its packed codes (no re-training); returns the count."""
-    from .metrics import unpack_codes
-
-    count = 0
-    for record in list(store.records(dataset=dataset)):
-        cell = Cell.from_dict(record["cell"])
+def recompute_metrics(store: ResultStore, plan: GridPlan | None = None, dataset: str | None = None) -> int:
+    """Re-evaluate stored cells from their packed codes (no re-training): the planned cells that
+    are stored, or every stored cell of ``dataset``; returns the count."""
+    if plan is not None:
+        cells = [cell for cell in plan.cells if store.has(cell)]
+    else:
+        cells = [Cell.from_dict(record["cell"]) for record in store.records(dataset=dataset)]
+    for cell in cells:
+        record = store.load_record(cell)
         arrays = store.load_arrays(cell)
-        query_codes = unpack_codes(arrays["query_codes"], cell.n_bits)
-        database_codes = unpack_codes(arrays["database_codes"], cell.n_bits)
         metrics, pr_curve, new_arrays = evaluate_codes(
-            query_codes, database_codes, arrays["query_labels"], arrays["database_labels"],
-            arrays["train_class_sizes"])
+            arrays["query_codes"], arrays["database_codes"], cell.n_bits, arrays["query_labels"],
+            arrays["database_labels"], arrays["train_class_sizes"])
         arrays.update(new_arrays)
         record.update(metrics=metrics, pr_curve=pr_curve)
         for key in ("record_version", "cell", "cell_key"):
             record.pop(key, None)
         store.write(cell, record, arrays)
-        count += 1
-    return count
+    return len(cells)

@@ -31,18 +31,87 @@ def test_distinct_cells_get_distinct_files(tmp_path):
     assert store.record_path(a) != store.record_path(b)
 
 
-def test_corrupt_record_names_the_file(tmp_path):
+@pytest.mark.parametrize("damage", ["truncated json", "empty json", "truncated npz", "not a zip"])
+def test_a_broken_cell_is_set_aside_not_served(tmp_path, damage):
+    """A record or arrays file that does not load is moved aside (never deleted), named, and its
+    cell counts as not stored, so the next run recomputes it; the other cells stay served."""
+    store = ResultStore(str(tmp_path))
+    broken, intact = Cell("digits", 1.0, 16, "LSH"), Cell("digits", 1.0, 16, "ITQ")
+    for cell in (broken, intact):
+        store.write(cell, {"metrics": {"map_tie_aware": 0.5}}, {"x": np.arange(1000.0)})
+    target = store.record_path(broken) if "json" in damage else store.arrays_path(broken)
+    content = open(target, "rb").read()
+    with open(target, "wb") as handle:
+        handle.write({"truncated json": content[:20], "empty json": b"", "truncated npz": content[:-30],
+                      "not a zip": b"not a zip"}[damage])
+    assert [r["cell"]["method"] for r in store.records()] == ["ITQ"]
+    assert not store.has(broken) and store.has(intact)
+    assert not os.path.exists(store.record_path(broken)) and not os.path.exists(store.arrays_path(broken))
+    moved = [path for path, _reason in store.set_aside]
+    assert any(path.endswith(os.path.basename(target)) for path in moved)
+    assert all(os.path.exists(path) and "set_aside" in path for path in moved)
+    assert "not load" in store.set_aside[0][1]
+
+
+def test_load_errors_name_the_file(tmp_path):
     store = ResultStore(str(tmp_path))
     cell = Cell("digits", 1.0, 16, "LSH")
-    store.write(cell, {}, {"x": np.zeros(2)})
-    with open(store.record_path(cell), "w") as handle:
-        handle.write("{ truncated")
-    with pytest.raises(StoreError, match="delete it and re-run"):
-        list(store.records())
-    with open(store.arrays_path(cell), "wb") as handle:
-        handle.write(b"not a zip")
+    with pytest.raises(StoreError, match="cannot read result record"):
+        store.load_record(cell)
     with pytest.raises(StoreError, match="cannot read result arrays"):
         store.load_arrays(cell)
+
+
+def test_claims_split_the_work_and_stale_claims_do_not_block(tmp_path, monkeypatch):
+    import benchmark.store as store_module
+
+    store = ResultStore(str(tmp_path))
+    cell = Cell("digits", 1.0, 16, "LSH")
+    assert store.claim(cell)
+    assert not store.claim(cell)  # held by a live process (this one)
+    holder = store.claim_holder(cell)
+    assert holder["pid"] == os.getpid() and not holder["stale"]
+    store.release(cell)
+    assert store.claim_holder(cell) is None
+    # a claim left by a dead process on this host is taken over
+    with open(store.claim_path(cell), "w") as handle:
+        json.dump({"host": __import__("socket").gethostname(), "pid": 2 ** 22 + 12345, "started": 0}, handle)
+    assert store.claim_holder(cell)["stale"]
+    assert store.claim(cell)
+    store.release(cell)
+    # a claim of another host whose heartbeat stopped long ago is taken over too
+    with open(store.claim_path(cell), "w") as handle:
+        json.dump({"host": "elsewhere", "pid": 1, "started": 0}, handle)
+    old = __import__("time").time() - store_module.CLAIM_STALE_SECONDS - 5
+    os.utime(store.claim_path(cell), (old, old))
+    assert store.claim(cell)
+    # ... while a fresh one of another host is respected
+    store.release(cell)
+    with open(store.claim_path(cell), "w") as handle:
+        json.dump({"host": "elsewhere", "pid": 1, "started": 0}, handle)
+    assert not store.claim(cell)
+
+
+def test_files_respect_the_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        store = ResultStore(str(tmp_path))
+        cell = Cell("digits", 1.0, 16, "LSH")
+        store.write(cell, {}, {"x": np.zeros(2)})
+        for path in (store.record_path(cell), store.arrays_path(cell)):
+            assert os.stat(path).st_mode & 0o777 == 0o644
+    finally:
+        os.umask(previous)
+
+
+def test_unwritable_folder_fails_before_training(tmp_path):
+    if os.geteuid() == 0:
+        target = "/proc/self/no-such-store"  # root ignores permission bits: use a folder nobody can create
+    else:
+        os.chmod(tmp_path, 0o500)
+        target = str(tmp_path / "store")
+    with pytest.raises(StoreError, match="not writable"):
+        ResultStore(target).check_writable()
 
 
 def test_failed_write_leaves_no_record(tmp_path, monkeypatch):

@@ -243,8 +243,12 @@ def write_report(source, policy: str = "tie_aware") -> str:
     return atomic_write(os.path.join(store.root, "REPORT.md"), "\n".join(lines) + "\n")
 
 
-def finish_run(results: StoredResults, run: dict, mode: str, policy: str = "tie_aware") -> tuple[dict, str]:
-    """After a run: draw its figures, record it in the manifest and rewrite REPORT.md."""
+def finish_run(results: StoredResults, run: dict, mode: str, policy: str = "tie_aware", data=None) -> dict[str, str]:
+    """After a run: draw its figures, record it in the manifest and rewrite REPORT.md. ``data`` (the
+    run's BenchmarkData, optional) serves what needs the dataset itself. Returns name -> path of
+    every file written (e.g. ``figure3.png``, ``report``)."""
     figure_paths = draw_figures(results, run, mode)
     record_run(results.store, run, mode, figure_paths)
-    return figure_paths, write_report(results, policy)
+    written = {f"{name}.{path.rsplit('.', 1)[-1]}": path for name, files in figure_paths.items() for path in files}
+    written["report"] = write_report(results, policy)
+    return written

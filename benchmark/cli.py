@@ -300,11 +300,7 @@ def report(resolved: ResolvedRun, plan, outcomes) -> int:
         paths.update(write_reports(results, data.name, args.mode, policy=args.policy,
                                    ttest_method=run.target_display(), method_keys=run.method_keys,
                                    name_suffix=suffix, fingerprints=plan.fingerprints))
-    figure_paths, report_path = analysis_report.finish_run(results, run_dict, args.mode, args.policy)
-    for name, files in figure_paths.items():
-        for path in files:
-            paths[f"{name}.{path.rsplit('.', 1)[-1]}"] = path
-    paths["report"] = report_path
+    paths.update(analysis_report.finish_run(results, run_dict, args.mode, args.policy, data=data))
     markdown = paths.pop("markdown", None)
     if markdown:
         print()

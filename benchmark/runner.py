@@ -396,28 +396,25 @@ def _share_dataset(data: BenchmarkData, folder: str) -> None:
 _PROGRESS_QUEUE = None
 
 
-def _worker_init(progress_queue, shipped: bytes | None) -> None:
-    """In each local worker: end with the parent (Linux PR_SET_PDEATHSIG, and a watchdog thread
-    elsewhere), register the run's plugin classes, and report progress through ``progress_queue``."""
+def _worker_init(progress_queue, shipped: bytes | None, parent_pid: int) -> None:
+    """In each local worker: end when the process that started the grid ends (a watchdog thread;
+    workers are forked by a fork server, so their OS parent is not that process), register the
+    run's plugin classes, and report progress through ``progress_queue``."""
     global _PROGRESS_QUEUE
     _PROGRESS_QUEUE = progress_queue
     register_shipped(shipped)
-    parent = os.getppid()
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM when the parent dies
-    except (OSError, AttributeError):
-        pass
 
     def watchdog():
         while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
+            time.sleep(0.5)
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
                 os._exit(1)
+            except PermissionError:
+                pass
 
-    threading.Thread(target=watchdog, daemon=True).start()
+    threading.Thread(target=watchdog, daemon=True, name="parent-watchdog").start()
 
 
 def _report_progress(cell: Cell, text: str) -> None:
@@ -453,7 +450,7 @@ def _local_pool_results(tasks: list[CellTask], jobs: int, on_progress: Callable)
         classes = plugin_classes({task.spec.key: task.spec for task in tasks}.values())
         shipped = ship_classes(classes) if classes else None
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init,
-                                 initargs=(manager_queue, shipped)) as pool:
+                                 initargs=(manager_queue, shipped, os.getpid())) as pool:
             futures = {pool.submit(_run_in_worker, task): task for task in tasks}
             try:
                 for future in as_completed(futures):

@@ -25,6 +25,10 @@ class PluginError(BenchmarkError, ImportError):
     """A plugin module that cannot be found or fails while it is imported; names its file and line."""
 
 
+class InvalidSpecError(BenchmarkError, ValueError):
+    """A method parameter value of the wrong type or outside its domain."""
+
+
 class PluginNotFoundError(PluginError, ModuleNotFoundError):
     """A plugin file or module that does not exist."""
 
@@ -76,7 +80,31 @@ class MethodSpec:
             raise UnknownMethodError(
                 f"{self.name} has no parameter(s) {unknown}; its parameters are {sorted(valid)}."
             )
-        return cls(**params)
+        for name, value in self.params.items():
+            _check_type(self.name, name, value, valid[name])
+        method = cls(**params)
+        validate = getattr(method, "validate_params", None)
+        if callable(validate):  # the method's own checks of its values (before any training)
+            validate()
+        return method
+
+
+def _check_type(method: str, name: str, value, default) -> None:
+    """A spec's value must have the type of the parameter's default (ints where floats are
+    expected are fine); parameters whose default is None are left to the method's own checks."""
+    if default is None or value is None:
+        return
+    numeric = (int, float)
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(default, bool) == isinstance(value, bool)
+    elif isinstance(default, numeric):
+        ok = isinstance(value, numeric) and (isinstance(default, float) or isinstance(value, int))
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise InvalidSpecError(
+            f"{method} parameter {name}={value!r} has the wrong type: expected {type(default).__name__} like its "
+            f"default {default!r}; e.g. --set {name}={default!r}.")
 
 
 _SPEC_RE = re.compile(rf"^\s*({NAME_PATTERN})\s*(?:\((.*)\))?\s*$")

@@ -1,7 +1,8 @@
 """The benchmark data container shared by every method and the runner.
 
 A ``BenchmarkData`` is plain data: features, labels, index arrays for query, database and train,
-class names and a card that records where it came from (source, split, seed, checksums).
+class names and a card that records where it came from (source, split, seed, checksums), plus the
+data fingerprint of the rows a cell trains and evaluates on (``fingerprint()``).
 """
 from __future__ import annotations
 
@@ -46,6 +47,11 @@ class BenchmarkData:
     default_bits: tuple[int, ...] = (32, 64, 96)
     long_tail_protocol: LongTailProtocol = field(default_factory=LongTailProtocol)
     image_source: Any = None  # ImageSource aligned with features rows, for end-to-end fine-tuning
+    # Relative image path of every row in its source's convention (datasets/lists.py), or None:
+    # rows then get a synthetic path ``<dataset>/<row>.png`` when a split is exported.
+    row_paths: tuple[str, ...] | None = None
+    # Per-instance memo (the fingerprint); never passed to __init__, fresh in dataclasses.replace.
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         n = self.features.shape[0]
@@ -64,6 +70,9 @@ class BenchmarkData:
                 raise DatasetError(f"{self.name}: {label} indices must be 1-D rows within 0..{n - 1}.")
         if len(self.query_index) == 0 or len(self.database_index) == 0:
             raise DatasetError(f"{self.name}: query and database must both be non-empty.")
+        if self.row_paths is not None and len(self.row_paths) != n:
+            raise DatasetError(f"{self.name}: {len(self.row_paths)} row paths for {n} feature rows; "
+                               "they must match one to one.")
 
     # --------------------------------------------------------------- derived views
     @property
@@ -83,9 +92,25 @@ class BenchmarkData:
         return np.asarray(self.features[index], dtype=np.float32), self.labels[index]
 
     def with_train(self, train_index: np.ndarray, **card_updates) -> "BenchmarkData":
-        return dataclasses.replace(
+        split = dataclasses.replace(
             self, train_index=np.asarray(train_index, dtype=np.int64), card={**self.card, **card_updates}
         )
+        # Same features, labels, query and database: the content hashes of their rows are shared,
+        # so the splits of one dataset hash its (large) query and database rows once.
+        split._memo["rows"] = self._memo.setdefault("rows", {})
+        return split
+
+    def fingerprint(self) -> str:
+        """sha256 (hex) of the data a cell trains and evaluates on: the features and labels of its
+        training, query and database rows, the three index lists and the split's parameters.
+
+        Computed once per instance (see ``datasets.manifest.data_fingerprint`` for what it covers).
+        """
+        if "fingerprint" not in self._memo:
+            from .manifest import data_fingerprint
+
+            self._memo["fingerprint"] = data_fingerprint(self)
+        return self._memo["fingerprint"]
 
     def train_class_sizes(self) -> np.ndarray:
         return np.bincount(self.labels[self.train], minlength=self.n_classes)

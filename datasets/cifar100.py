@@ -13,15 +13,22 @@ Conventions:
   resized (bilinear) to 256 and centre-cropped to 224, then ImageNet mean/std normalised (the LTHNet
   reference code's evaluation transform); ``image_size`` changes the crop (resize = crop * 256/224).
 - Long-tail protocol (paper §6.1, Table 2): s_1 = 500, mu = 0, 0.83, 0.99 for IF = 1, 50, 100.
+- Row paths (exported split lists, datasets/lists.py): the LTHNet folder layout relative to its
+  ``images`` folder, ``query/<fine class>/<file name>`` for test images and
+  ``database/<fine class>/<file name>`` for training images, with the archive's own file names
+  (``filenames`` in the pickles, e.g. ``apple_s_000027.png``, as in the LTHNet authors' release).
+  ``extract_cifar100_images`` writes the PNGs at those paths, so the lists name real files and
+  the folder, given a ``train/`` split, is an ``lthnet-folder`` dataset.
 """
 from __future__ import annotations
 
 import os
+import pickle
 
 import numpy as np
 
 from .base import BenchmarkData, DatasetError, LongTailProtocol
-from .features import benchmark_from_images
+from .features import benchmark_from_images, takes_feature_options
 from .images import BackboneTransform, ImageSource
 
 CIFAR100_PROTOCOL = LongTailProtocol(max_class_size=500, mu_by_imbalance_factor={1.0: 0.0, 50.0: 0.83, 100.0: 0.99})
@@ -106,37 +113,71 @@ def prepare_cifar100_files(data_root: str | None = None, download: bool = True) 
     return root
 
 
-def cifar100_image_source(data_root: str | None = None, download: bool = True, image_size: int = 224):
-    """(ImageSource of test then train images, number of test images, class names)."""
+def _read_pickle(path: str) -> dict:
+    with open(path, "rb") as handle:
+        return pickle.load(handle, encoding="latin1")  # md5-verified above; torchvision reads it the same way
+
+
+def read_cifar100(data_root: str | None = None, download: bool = True) -> dict:
+    """The verified archive's contents, test part first: ``images`` uint8 (n, 32, 32, 3), ``labels``,
+    ``n_test``, ``class_names`` (fine labels) and ``row_paths`` (see the module docstring)."""
     root = prepare_cifar100_files(data_root, download)
     cls = _cifar100_class()
+    folder = os.path.join(root, cls.base_folder)
     try:
-        test = cls(root, train=False, download=False)
-        train = cls(root, train=True, download=False)
-    except (RuntimeError, OSError, ValueError, KeyError) as error:
-        raise DatasetError(f"cannot read CIFAR-100 under {root} ({error}); delete "
-                           f"{os.path.join(root, cls.base_folder)} and download again.") from error
-    images = np.concatenate([np.asarray(test.data, dtype=np.uint8), np.asarray(train.data, dtype=np.uint8)])
-    labels = np.concatenate([np.asarray(test.targets), np.asarray(train.targets)]).astype(np.int64)
-    source = ImageSource(images, labels, BackboneTransform(crop_size=image_size), name="cifar100")
-    return source, len(test.data), tuple(train.classes)
+        class_names = tuple(_read_pickle(os.path.join(folder, cls.meta["filename"]))[cls.meta["key"]])
+        parts = []
+        for role, files in (("query", cls.test_list), ("database", cls.train_list)):
+            for filename, _md5 in files:
+                entry = _read_pickle(os.path.join(folder, filename))
+                images = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+                labels = np.asarray(entry["fine_labels"] if "fine_labels" in entry else entry["labels"], dtype=np.int64)
+                names = entry.get("filenames") or [f"{filename}_{i:05d}.png" for i in range(len(labels))]
+                paths = [f"{role}/{class_names[label]}/{name}" for label, name in zip(labels, names)]
+                parts.append((images, labels, paths))
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError, KeyError, IndexError) as error:
+        raise DatasetError(f"cannot read CIFAR-100 under {root} ({type(error).__name__}: {error}); delete "
+                           f"{folder} and download again.") from error
+    n_test = sum(len(labels) for images, labels, paths in parts[:len(cls.test_list)])
+    return {"images": np.concatenate([p[0] for p in parts]), "labels": np.concatenate([p[1] for p in parts]),
+            "n_test": n_test, "class_names": class_names,
+            "row_paths": tuple(path for part in parts for path in part[2])}
 
 
+def extract_cifar100_images(out_dir: str, data_root: str | None = None, download: bool = True) -> int:
+    """Write every CIFAR-100 image as a PNG at ``<out_dir>/images/<row path>`` (the LTHNet layout of
+    the module docstring); returns the number written. Existing files are overwritten."""
+    from PIL import Image
+
+    read = read_cifar100(data_root, download)
+    paths = read["row_paths"]
+    if len(set(paths)) != len(paths):
+        raise DatasetError("CIFAR-100 file names repeat within a class folder; the archive is not the standard one.")
+    images_dir = os.path.join(out_dir, "images")
+    for image, path in zip(read["images"], paths):
+        target = os.path.join(images_dir, *path.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        Image.fromarray(image).save(target, format="PNG")
+    return len(paths)
+
+
+@takes_feature_options
 def load_cifar100(
-    data_root: str | None = None, download: bool = True, image_size: int = 224, **feature_options,
+    data_root: str | None = None, download: bool = True, image_size: int = 224, feature_options: dict | None = None,
 ) -> BenchmarkData:
-    """CIFAR-100 BenchmarkData (features from the ResNet34 cache; ``image_source`` set).
+    """CIFAR-100 BenchmarkData (features from the ResNet34 cache; ``image_source`` and ``row_paths`` set).
 
-    ``feature_options``: cache_dir, weights ("IMAGENET1K_V1" or "random"), device, batch_size,
-    num_workers, progress, random_seed; other options are ignored.
+    Feature-cache options (keyword-only): cache_dir, weights ("IMAGENET1K_V1" or "random"), device,
+    batch_size, num_workers, progress, random_seed, verify.
     """
-    source, n_test, class_names = cifar100_image_source(data_root, download, image_size)
-    n = len(source)
+    read = read_cifar100(data_root, download)
+    source = ImageSource(read["images"], read["labels"], BackboneTransform(crop_size=image_size), name="cifar100")
+    n_test, n = read["n_test"], len(source)
     return benchmark_from_images(
         "cifar100", source,
-        query_index=np.arange(n_test), database_index=np.arange(n_test, n), class_names=class_names,
+        query_index=np.arange(n_test), database_index=np.arange(n_test, n), class_names=read["class_names"],
         card={"source": "CIFAR-100 (torchvision CIFAR100, python version, md5-checked)",
               "rows": f"test images 0..{n_test - 1} are queries, train images {n_test}..{n - 1} the database",
               "n_query": n_test, "n_database": n - n_test},
-        long_tail_protocol=CIFAR100_PROTOCOL, **feature_options,
+        long_tail_protocol=CIFAR100_PROTOCOL, feature_options=feature_options, row_paths=read["row_paths"],
     )

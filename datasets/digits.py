@@ -14,19 +14,20 @@ DIGITS_DEFAULT_BITS = (16, 32, 48)
 
 
 def stratified_query_split(labels: np.ndarray, query_fraction: float, seed: int):
-    """(query rows, database rows): ``query_fraction`` of every class as queries, seeded."""
+    """(query rows, database rows): ``query_fraction`` of every class as queries (at least one, but
+    never a class's last row, so every class keeps database rows), seeded."""
     rng = np.random.default_rng([int(seed), 1797])
     query = []
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
-        n_query = max(1, int(round(query_fraction * members.size)))
+        n_query = min(max(1, int(round(query_fraction * members.size))), members.size - 1)
         query.append(rng.choice(members, size=n_query, replace=False))
     query = np.sort(np.concatenate(query))
     database = np.setdiff1d(np.arange(labels.size), query)
     return query.astype(np.int64), database.astype(np.int64)
 
 
-def load_digits_benchmark(query_fraction: float = 0.2, seed: int = 0, **_ignored) -> BenchmarkData:
+def load_digits_benchmark(query_fraction: float = 0.2, seed: int = 0) -> BenchmarkData:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()

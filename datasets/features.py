@@ -11,23 +11,25 @@ Conventions:
   plus ``<dataset>-<key>.json`` (the card: dataset name and item checksum, transform description,
   weights and their identity, torch/torchvision versions, feature checksum). The key hashes
   (dataset identity, transform description, weights identity), so a changed transform or weights is
-  a new entry, never a stale hit. Files are written to a temporary name then ``os.replace``d, the
-  card last; an entry whose card or checksum does not match is recomputed (with a warning).
+  a new entry, never a stale hit. Files are written with ``common.io.atomic_write`` (a temporary
+  name, then ``os.replace``), the card last; an entry whose card or checksum does not match is
+  recomputed (with a warning). File names start with ``common.io.file_slug(dataset name)``.
 - Default cache dir: ``results/cache/features`` relative to the working directory.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 import os
-import re
-import tempfile
 import time
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+
+from common.io import atomic_write, file_slug
 
 from .base import BenchmarkData, DatasetError, LongTailProtocol, array_checksum
 from .images import ImageSource, transform_description
@@ -160,7 +162,7 @@ def feature_cache_key(dataset_identity: str, transform: str, weights: str) -> st
 
 
 def cache_paths(cache_dir: str, dataset_name: str, key: str) -> tuple[str, str]:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset_name) + "-" + key
+    stem = file_slug(dataset_name) + "-" + key
     return os.path.join(cache_dir, stem + ".npy"), os.path.join(cache_dir, stem + ".json")
 
 
@@ -178,17 +180,6 @@ def _read_entry(features_path: str, card_path: str, key: str, n: int, verify: bo
     if verify and array_checksum(features) != card.get("feature_checksum"):
         raise ValueError("feature checksum does not match the card")
     return features, card
-
-
-def _write_atomically(path: str, write) -> None:
-    handle, temp_path = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=os.path.basename(path))
-    os.close(handle)
-    try:
-        write(temp_path)
-        os.replace(temp_path, path)
-    finally:
-        if os.path.exists(temp_path):
-            os.remove(temp_path)
 
 
 def cached_features(
@@ -226,34 +217,22 @@ def cached_features(
                            "pass a writable cache_dir (--cache-dir).") from error
     resolved_device = resolve_device(device)
     started = time.perf_counter()
-    checksum = {}
-
-    def write_features(temp_path):
-        buffer = np.lib.format.open_memmap(temp_path, mode="w+", dtype=np.float32, shape=(n, FEATURE_DIM))
-        extract_features(image_source, weights=weights, device=resolved_device, batch_size=batch_size,
-                         num_workers=num_workers, progress=progress, random_seed=random_seed, out=buffer)
-        if not np.isfinite(buffer).all():
-            raise DatasetError(f"{dataset_name}: the backbone produced non-finite features; nothing was cached.")
-        buffer.flush()
-        checksum["value"] = array_checksum(buffer)
-        del buffer
-
-    _write_atomically(features_path, write_features)
+    features = np.empty((n, FEATURE_DIM), dtype=np.float32)  # in memory: 273 MB at ImageNet100 size
+    extract_features(image_source, weights=weights, device=resolved_device, batch_size=batch_size,
+                     num_workers=num_workers, progress=progress, random_seed=random_seed, out=features)
+    if not np.isfinite(features).all():
+        raise DatasetError(f"{dataset_name}: the backbone produced non-finite features; nothing was cached.")
+    atomic_write(features_path, lambda handle: np.save(handle, features))
     card = {
         "key": key, "dataset": dataset_name, "dataset_identity": identity, "n_items": n,
         "transform": transform, "weights": weights, "weights_identity": weights_id,
         "backbone": "torchvision resnet34, fc = identity, eval mode, 512-d global average pool",
         "torch": torch.__version__, "torchvision": import_torchvision().__version__,
         "device": str(resolved_device), "batch_size": batch_size,
-        "feature_shape": [n, FEATURE_DIM], "feature_dtype": "float32", "feature_checksum": checksum["value"],
+        "feature_shape": [n, FEATURE_DIM], "feature_dtype": "float32", "feature_checksum": array_checksum(features),
         "seconds": round(time.perf_counter() - started, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-
-    def write_card(temp_path):
-        with open(temp_path, "w") as handle:
-            json.dump(card, handle, indent=1)
-
-    _write_atomically(card_path, write_card)
+    atomic_write(card_path, json.dumps(card, indent=1))  # last: an entry without its card is never read
     return np.load(features_path, mmap_mode="r"), card
 
 
@@ -264,18 +243,44 @@ FEATURE_OPTIONS = ("cache_dir", "weights", "device", "batch_size", "num_workers"
                    "verify")
 
 
+def takes_feature_options(loader: Callable[..., BenchmarkData]) -> Callable[..., BenchmarkData]:
+    """Decorate a loader ``f(..., feature_options: dict)``: the feature-cache options of
+    ``cached_features`` (FEATURE_OPTIONS, with its defaults) become explicit keyword-only arguments
+    of its signature, so ``datasets.dataset_options`` lists them and unknown options are refused."""
+    defaults = inspect.signature(cached_features).parameters
+    signature = inspect.signature(loader)
+    parameters = [p for p in signature.parameters.values() if p.name != "feature_options"]
+    parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults[name].default)
+                   for name in FEATURE_OPTIONS]
+
+    @functools.wraps(loader)
+    def wrapper(*args, **kwargs):
+        feature_options = {name: kwargs.pop(name) for name in FEATURE_OPTIONS if name in kwargs}
+        return loader(*args, feature_options=feature_options, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=parameters)
+    return wrapper
+
+
 def benchmark_from_images(
     name: str, image_source: ImageSource, query_index: np.ndarray, database_index: np.ndarray,
     class_names: tuple[str, ...], card: dict, long_tail_protocol: LongTailProtocol = LongTailProtocol(),
-    train_index: np.ndarray | None = None, **feature_options,
+    train_index: np.ndarray | None = None, feature_options: dict | None = None,
+    row_paths: tuple[str, ...] | None = None,
 ) -> BenchmarkData:
-    """BenchmarkData whose features are the cached ResNet34 rows of ``image_source`` (row i = item i)."""
-    options = {k: v for k, v in feature_options.items() if k in FEATURE_OPTIONS and v is not None}
-    features, feature_card = cached_features(image_source, name, **options)
+    """BenchmarkData whose features are the cached ResNet34 rows of ``image_source`` (row i = item i).
+
+    ``feature_options``: keyword arguments of ``cached_features`` (FEATURE_OPTIONS).
+    """
+    unknown = sorted(set(feature_options or {}) - set(FEATURE_OPTIONS))
+    if unknown:
+        raise DatasetError(f"unknown feature-cache option(s) {', '.join(unknown)}; the options are "
+                           f"{', '.join(FEATURE_OPTIONS)}.")
+    features, feature_card = cached_features(image_source, name, **(feature_options or {}))
     return BenchmarkData(
         name=name, features=features, labels=image_source.labels.copy(),
         query_index=np.asarray(query_index, dtype=np.int64), database_index=np.asarray(database_index, dtype=np.int64),
         train_index=None if train_index is None else np.asarray(train_index, dtype=np.int64),
         class_names=tuple(class_names), card={**card, "features": feature_card},
-        long_tail_protocol=long_tail_protocol, image_source=image_source,
+        long_tail_protocol=long_tail_protocol, image_source=image_source, row_paths=row_paths,
     )

@@ -20,19 +20,23 @@ Conventions:
   centre crop 224, ImageNet mean/std).
 - Long-tail protocol (paper §6.1): s_1 = 1,300 with mu = 0.845, 0.99 for IF = 50, 100, and a
   balanced 100 images per class at IF = 1.
+- Row paths (exported split lists, datasets/lists.py): the HashNet list paths exactly as written
+  (``./data/imagenet/image/...``, ``./data/imagenet/val_image/...``), so an exported
+  ``database.txt`` and ``test.txt`` are HashNet's lists themselves.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
 import os
-import tempfile
 import urllib.request
 
 import numpy as np
 
+from common.io import atomic_write
+
 from .base import BenchmarkData, DatasetError, LongTailProtocol
-from .features import benchmark_from_images
+from .features import benchmark_from_images, takes_feature_options
 from .images import BackboneTransform, ImageSource
 
 IMAGENET100_PROTOCOL = LongTailProtocol(
@@ -110,11 +114,7 @@ def read_list_file(name: str, lists: str | None = None, lists_dir: str | None = 
         raise DatasetError(f"cannot download {url} ({type(error).__name__}: {error}); download HashNet's "
                            "caffe/data/imagenet lists by hand and pass --lists DIR.") from error
     _check_sha256(data, expected, url)
-    os.makedirs(lists_dir, exist_ok=True)
-    handle, temp_path = tempfile.mkstemp(dir=lists_dir, prefix=".tmp-")
-    with os.fdopen(handle, "wb") as out:
-        out.write(data)
-    os.replace(temp_path, path)
+    atomic_write(path, data)
     return data.decode()
 
 
@@ -187,14 +187,20 @@ def imagenet_file_paths(parsed: dict, data_root: str) -> tuple[list[str], list[s
     return query, database
 
 
+def imagenet100_row_paths(parsed: dict) -> tuple[str, ...]:
+    """The HashNet list path of every row: the queries (test0..7), then the database (database0..7)."""
+    return tuple(parsed["query_paths"]) + tuple(parsed["database_paths"])
+
+
+@takes_feature_options
 def load_imagenet100(
     data_root: str | None = None, lists: str | None = None, lists_dir: str | None = None, download: bool = True,
-    image_size: int = 224, **feature_options,
+    image_size: int = 224, feature_options: dict | None = None,
 ) -> BenchmarkData:
-    """ImageNet100 BenchmarkData (features from the ResNet34 cache; ``image_source`` set).
+    """ImageNet100 BenchmarkData (features from the ResNet34 cache; ``image_source`` and ``row_paths`` set).
 
-    ``data_root``: the ILSVRC-2012 root (required). ``feature_options``: cache_dir, weights,
-    device, batch_size, num_workers, progress, random_seed; other options are ignored.
+    ``data_root``: the ILSVRC-2012 root (required). Feature-cache options (keyword-only):
+    cache_dir, weights, device, batch_size, num_workers, progress, random_seed, verify.
     """
     if not data_root:
         raise DatasetError("ImageNet100 needs the ILSVRC-2012 images: pass --data-root DIR with train/ and val/ "
@@ -214,5 +220,6 @@ def load_imagenet100(
                         "sha256-checked)",
               "rows": f"queries 0..{n_query - 1} (test0..7), database {n_query}..{len(source) - 1} (database0..7)",
               "n_query": n_query, "n_database": len(database_files)},
-        long_tail_protocol=IMAGENET100_PROTOCOL, **feature_options,
+        long_tail_protocol=IMAGENET100_PROTOCOL, feature_options=feature_options,
+        row_paths=imagenet100_row_paths(parsed),
     )

@@ -1,7 +1,9 @@
 """Zipf long-tail training splits (eq. 1 of the LTHNet paper): s_i = floor(s_1 * i^-mu).
 
 Splits are pure functions of (labels, parameters, seed). With the paper's exponents (Table 2)
-they reproduce its n_train, n_max and n_min exactly for CIFAR-100 and ImageNet100.
+they reproduce its n_train, n_max and n_min exactly for CIFAR-100 and ImageNet100. Each split's
+card (``card["long_tail"]``) holds its parameters, the realised n_max / n_min and its manifest
+(datasets/manifest.py: index-list hashes, training class sizes, query/database/training checks).
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import math
 import numpy as np
 
 from .base import BenchmarkData, DatasetError, LongTailProtocol
+from .manifest import split_manifest
 
 
 def zipf_exponent(imbalance_factor: float, n_classes: int) -> float:
@@ -55,11 +58,22 @@ def long_tail_class_sizes(
     mu = protocol.mu_by_imbalance_factor.get(float(imbalance_factor))
     if mu is None:
         mu = zipf_exponent(imbalance_factor, n_classes)
+    if s1 < 1:
+        empty = np.flatnonzero(available == 0)
+        raise DatasetError(
+            f"class {int(empty[0])} has no database items ({empty.size} classes have none), so no long-tail "
+            "split can give it training items; every class needs database items (drop empty classes, or "
+            "give them database rows)."
+        )
     rank_sizes = zipf_class_sizes(n_classes, s1, mu)
     if rank_sizes.min() < 1:
+        where = ("the protocol's max_class_size" if protocol.max_class_size is not None or
+                 (imbalance_factor == 1 and protocol.balanced_class_size is not None)
+                 else "the smallest class size in the database")
         raise DatasetError(
-            f"imbalance factor {imbalance_factor} leaves the tail class empty (s_1 = {s1}); "
-            f"use an IF <= {s1}."
+            f"imbalance factor {imbalance_factor} leaves the tail class empty: s_C = floor(s_1 * C^-mu) = 0 "
+            f"with s_1 = {s1} ({where}), C = {n_classes}, mu = {mu:.4g}. The tail class keeps at least one "
+            f"item only if IF <= s_1; use an IF <= {s1}."
         )
     order = np.lexsort((np.arange(n_classes), -available))  # class of rank 1, 2, ...
     sizes = np.empty(n_classes, dtype=np.int64)
@@ -80,7 +94,9 @@ def long_tail_train_index(
 ) -> tuple[np.ndarray, dict]:
     """Draw the long-tail training rows from the database, deterministically per seed.
 
-    Returns (sorted row indices, split card with mu, s_1, sizes and n_train).
+    Returns (sorted row indices, split card with mu, s_1, sizes and n_train, and the realised
+    imbalance factor n_max / n_min of the drawn classes, which floor() makes differ from the
+    requested IF when s_1 / IF is small: tails of 2 or 1 items).
     """
     sizes, mu, s1 = long_tail_class_sizes(database_labels, n_classes, imbalance_factor, protocol)
     rng = np.random.default_rng([int(seed), 20210711])
@@ -89,10 +105,11 @@ def long_tail_train_index(
         members = database_index[database_labels == c]
         chosen.append(rng.choice(members, size=int(sizes[c]), replace=False))
     index = np.sort(np.concatenate(chosen)).astype(np.int64)
+    drawn = np.array([len(rows) for rows in chosen], dtype=np.int64)  # training items per class
     card = {
         "imbalance_factor": float(imbalance_factor), "mu": mu, "max_class_size": s1,
-        "n_max": int(sizes.max()), "n_min": int(sizes.min()), "n_train": int(sizes.sum()),
-        "split_seed": int(seed),
+        "n_max": int(drawn.max()), "n_min": int(drawn.min()), "n_train": int(drawn.sum()),
+        "realised_imbalance_factor": float(drawn.max() / drawn.min()), "split_seed": int(seed),
     }
     return index, card
 
@@ -103,4 +120,6 @@ def make_long_tail(data: BenchmarkData, imbalance_factor: float, seed: int = 0) 
     index, card = long_tail_train_index(
         data.database_index, db_labels, data.n_classes, imbalance_factor, seed, data.long_tail_protocol
     )
+    card["manifest"] = split_manifest(data.labels, data.n_classes, data.query_index, data.database_index, index,
+                                      f"{data.name} IF {imbalance_factor:g} split seed {seed}")
     return data.with_train(index, long_tail=card)

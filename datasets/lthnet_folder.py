@@ -2,8 +2,8 @@
 by the folder (already long-tail) instead of drawn by the benchmark.
 
 Conventions:
-- Layout: ``<path>/images/{train,query,database}/<class>/*.png|jpg|jpeg`` (``path`` may also name
-  the ``images`` folder itself). Files directly under a split folder (readmes, snapshots) are
+- Layout: ``<data_root>/images/{train,query,database}/<class>/*.png|jpg|jpeg`` (``data_root`` may
+  also name the ``images`` folder itself; ``path`` is an alias of ``data_root``). Files directly under a split folder (readmes, snapshots) are
   ignored. Classes are the sorted union of class-folder names (the reference code sorts folder
   names); files are sorted by name within a class.
 - Rows: query files first, then database files. A training file whose (class, file name) also
@@ -11,16 +11,22 @@ Conventions:
   database (rows in neither query nor database). ``train_index`` holds the training rows.
 - Features: cached ResNet34 rows of ``BackboneTransform(image_size)`` (resize 256, centre crop 224,
   ImageNet mean/std); the benchmark's own long-tail draw does not apply (the folder fixes the IF).
+- Row paths (exported split lists, datasets/lists.py): each file's path relative to the
+  ``images`` folder, ``<split>/<class>/<file>`` (a training file that is a database row is named
+  by its ``database/`` path). ``card["folder_split_manifest"]`` is the folder split's manifest, which
+  counts training rows outside the database instead of refusing them.
 """
 from __future__ import annotations
 
 import os
-import re
 
 import numpy as np
 
+from common.io import file_slug
+
 from .base import BenchmarkData, DatasetError
-from .features import benchmark_from_images
+from .features import benchmark_from_images, takes_feature_options
+from .manifest import split_manifest
 from .images import BackboneTransform, ImageSource
 
 SPLITS = ("train", "query", "database")
@@ -80,22 +86,35 @@ def lthnet_folder_rows(path: str):
             class_names)
 
 
-def load_lthnet_folder(path: str | None = None, image_size: int = 224, **feature_options) -> BenchmarkData:
-    """BenchmarkData of an LTHNet-layout folder (``path`` required); features from the ResNet34 cache."""
-    if not path:
-        raise DatasetError("lthnet-folder needs path=DIR (a folder with images/{train,query,database}/<class>/).")
-    files, labels, query, database, train, class_names = lthnet_folder_rows(path)
-    folder_name = os.path.basename(os.path.normpath(path))
+@takes_feature_options
+def load_lthnet_folder(data_root: str | None = None, path: str | None = None, image_size: int = 224,
+                       feature_options: dict | None = None) -> BenchmarkData:
+    """BenchmarkData of an LTHNet-layout folder (``data_root``, or its alias ``path``, required);
+    features from the ResNet34 cache. Feature-cache options as for ``load_cifar100``."""
+    if data_root and path and os.path.abspath(os.path.expanduser(data_root)) != os.path.abspath(os.path.expanduser(path)):
+        raise DatasetError(f"lthnet-folder got data_root={data_root!r} and path={path!r}; path is an alias of "
+                           "data_root, give one of them.")
+    root = data_root or path
+    if not root:
+        raise DatasetError("lthnet-folder needs its folder: --data-root DIR (data_root=DIR, or the alias path=DIR), "
+                           "a folder with images/{train,query,database}/<class>/.")
+    files, labels, query, database, train, class_names = lthnet_folder_rows(root)
+    folder_name = os.path.basename(os.path.normpath(root))
     if folder_name == "images":
-        folder_name = os.path.basename(os.path.dirname(os.path.normpath(path)))
-    name = "lthnet-" + re.sub(r"[^A-Za-z0-9._-]+", "_", folder_name)
+        folder_name = os.path.basename(os.path.dirname(os.path.normpath(root)))
+    name = "lthnet-" + file_slug(folder_name)
+    images = _images_folder(root)
+    row_paths = tuple(os.path.relpath(file, images).replace(os.sep, "/") for file in files)
     source = ImageSource(files, labels, BackboneTransform(crop_size=image_size), name=name)
     n_appended = len(files) - len(query) - len(database)
+    manifest = split_manifest(labels, len(class_names), query, database, train, name,
+                              train_outside_database_ok=True)
     return benchmark_from_images(
         name, source, query_index=query, database_index=database, train_index=train, class_names=class_names,
-        card={"source": f"LTHNet-layout image folder {os.path.abspath(path)}",
+        card={"source": f"LTHNet-layout image folder {os.path.abspath(root)}",
               "rows": "query files, then database files, then training files not found in the database",
               "n_query": int(len(query)), "n_database": int(len(database)), "n_train": int(len(train)),
-              "train_files_not_in_database": int(n_appended), "train_split": "given by the folder"},
-        **feature_options,
+              "train_files_not_in_database": int(n_appended), "train_split": "given by the folder",
+              "folder_split_manifest": manifest},
+        feature_options=feature_options, row_paths=row_paths,
     )

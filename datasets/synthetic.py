@@ -32,7 +32,7 @@ def make_class_clusters(
 
 def load_synthetic_benchmark(
     name: str = "synthetic", seed: int = 0, n_classes: int | None = None, query_per_class: int | None = None,
-    database_per_class: int | None = None, dim: int | None = None, noise: float = 1.0, **_ignored,
+    database_per_class: int | None = None, dim: int | None = None, noise: float = 1.0,
 ) -> BenchmarkData:
     preset = SYNTHETIC_PRESETS[name]
     C = n_classes or preset[0]

@@ -15,6 +15,7 @@ from .cifar100 import load_cifar100
 from .digits import load_digits_benchmark
 from .features_file import load_features_file
 from .imagenet100 import load_imagenet100
+from .lists import export_split, load_list_files, load_lists
 from .longtail import make_long_tail, zipf_class_sizes
 from .lthnet_folder import load_lthnet_folder
 from .synthetic import SYNTHETIC_PRESETS, load_synthetic_benchmark
@@ -29,6 +30,7 @@ DATASET_LOADERS: dict[str, Callable[..., BenchmarkData]] = {
     "cifar100": load_cifar100,
     "imagenet100": load_imagenet100,
     "lthnet-folder": load_lthnet_folder,  # data_root=DIR (alias path=DIR)
+    "lists": load_lists,  # data_root=DIR of exported train/test/database.txt (datasets/lists.py)
 }
 
 
@@ -87,5 +89,6 @@ def load_dataset(name: str, **options) -> BenchmarkData:
 
 __all__ = [
     "BenchmarkData", "DatasetError", "LongTailProtocol", "DATASET_LOADERS", "register_dataset",
-    "list_datasets", "load_dataset", "dataset_options", "make_long_tail", "zipf_class_sizes",
+    "list_datasets", "load_dataset", "dataset_options", "make_long_tail", "zipf_class_sizes", "export_split",
+    "load_list_files",
 ]

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import BenchmarkData, array_checksum
+from common.checks import check_nonnegative_int
+
+from .base import BenchmarkData, DatasetError, array_checksum
 
 DIGITS_DEFAULT_BITS = (16, 32, 48)
 
@@ -16,6 +18,9 @@ DIGITS_DEFAULT_BITS = (16, 32, 48)
 def stratified_query_split(labels: np.ndarray, query_fraction: float, seed: int):
     """(query rows, database rows): ``query_fraction`` of every class as queries (at least one, but
     never a class's last row, so every class keeps database rows), seeded."""
+    if isinstance(query_fraction, bool) or not isinstance(query_fraction, (int, float)) or not 0 < query_fraction < 1:
+        raise DatasetError(f"query_fraction must be a number in (0, 1), got {query_fraction!r}.")
+    check_nonnegative_int(seed, "seed", error=DatasetError)
     rng = np.random.default_rng([int(seed), 1797])
     query = []
     for c in np.unique(labels):

@@ -20,8 +20,6 @@ import zlib
 
 import numpy as np
 
-from common.checks import check_nonnegative_int
-
 from .base import BenchmarkData, DatasetError, array_checksum
 from .digits import stratified_query_split
 from .manifest import check_split
@@ -157,9 +155,6 @@ def load_features_file(path: str, query_fraction: float = 0.1, seed: int = 0) ->
         raise DatasetError(f"{path}: database_index without query_index; add query_index (or drop both for a "
                            "stratified split).")
     else:
-        if not isinstance(query_fraction, (int, float)) or not 0 < query_fraction < 1:
-            raise DatasetError(f"query_fraction must be a number in (0, 1), got {query_fraction!r}.")
-        check_nonnegative_int(seed, "seed", error=DatasetError)
         query, database = stratified_query_split(labels, query_fraction, seed)
         split = (f"stratified {query_fraction:.0%} per class as queries (at least 1, never a class's last row), "
                  f"seed {seed}")

@@ -5,7 +5,8 @@ Conventions:
 - An index list's hash is the sha256 of its row numbers as little-endian int64 bytes, in list
   order (``np.asarray(index, "<i8").tobytes()``); training lists are sorted, query and database
   lists keep the loader's order.
-- Checks: no row twice in a list, query ∩ database = ∅ and training ⊆ database. A failure is a
+- Checks: no row twice in a list, query ∩ database = ∅, training ∩ query = ∅ and
+  training ⊆ database. A failure is a
   DatasetError naming the first few offending rows and their count. Splits whose training set is
   given by the data (an LTHNet folder, imported list files) may have training rows outside the
   database; their manifest counts them instead of refusing them.
@@ -62,6 +63,10 @@ def check_split(query: np.ndarray, database: np.ndarray, train: np.ndarray | Non
         )
     if train is None:
         return 0
+    leaked = np.intersect1d(train, query)
+    if leaked.size:
+        raise DatasetError(f"{where}: {leaked.size} training rows are also queries (rows {_rows_text(leaked)}); "
+                           "a method must never train on the queries it is scored on.")
     outside = np.setdiff1d(train, database)
     if outside.size and not train_outside_database_ok:
         raise DatasetError(

@@ -11,18 +11,10 @@ import pytest
 
 from datasets import DatasetError
 from datasets.imagenet100 import (
-    HASHNET_LIST_SHA256, IMAGENET100_PROTOCOL, imagenet_file_paths, load_imagenet100, load_imagenet100_lists,
+    HASHNET_LIST_SHA256, IMAGENET100_PROTOCOL, imagenet_file_paths, load_imagenet100,
     read_list_file,
 )
 from datasets.longtail import long_tail_class_sizes
-
-
-@pytest.fixture(scope="module")
-def hashnet_lists(shared_data_dir):
-    folder = os.path.join(shared_data_dir, "imagenet100")
-    if not os.path.isfile(os.path.join(folder, "database0.txt.gz")):
-        pytest.skip("HashNet ImageNet100 lists not present in ../shared/data/imagenet100")
-    return folder, load_imagenet100_lists(lists=folder, download=False)
 
 
 def test_real_lists_give_the_standard_split(hashnet_lists):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import zipfile
 
 import numpy as np
 import pytest
@@ -12,17 +11,6 @@ from PIL import Image
 
 from datasets import DatasetError, load_dataset
 from datasets.lthnet_folder import lthnet_folder_rows
-
-
-@pytest.fixture(scope="module")
-def demo_folder(shared_data_dir, tmp_path_factory):
-    archive = os.path.join(shared_data_dir, "cifar100", "lthnet-demo-dataset.zip")
-    if not os.path.isfile(archive):
-        pytest.skip("LTHNet demo zip not present in ../shared/data/cifar100")
-    target = tmp_path_factory.mktemp("lthnet-demo")
-    with zipfile.ZipFile(archive) as handle:
-        handle.extractall(target)
-    return target / "demo-dataset" / "cifar-100-IF1"
 
 
 def test_real_demo_layout_rows(demo_folder):
@@ -70,3 +58,30 @@ def test_wrong_layout_is_explained(tmp_path):
         (tmp_path / "images" / split).mkdir(parents=True)
     with pytest.raises(DatasetError, match="holds no images"):
         lthnet_folder_rows(str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def small_demo_data(small_demo_folder, tmp_path_factory):
+    """The small demo copy loaded as the CLI loads it: data_root and cache_dir (random ResNet34)."""
+    return load_dataset("lthnet-folder", data_root=str(small_demo_folder), cache_dir=str(tmp_path_factory.mktemp("c")),
+                        weights="random", image_size=32, progress=False)
+
+
+def test_the_cli_options_reach_the_folder(small_demo_data, small_demo_folder):
+    data = small_demo_data
+    assert data.name == "lthnet-cifar-100-IF1"
+    assert data.features.shape == (16, 512) and np.isfinite(data.features).all() and data.features.std() > 0
+    assert data.query_index.tolist() == list(range(6)) and data.database_index.tolist() == list(range(6, 16))
+    np.testing.assert_array_equal(data.train_index, data.database_index)  # the demo's train = database
+    # rows are named by their path under images/, as the folder holds them
+    query_files = sorted(os.listdir(small_demo_folder / "images" / "query" / "apple"))
+    assert data.row_paths[0] == f"query/apple/{query_files[0]}"
+    assert all((small_demo_folder / "images" / path).is_file() for path in data.row_paths)
+    manifest = data.card["folder_split_manifest"]
+    assert manifest["train_class_sizes"] == [10] and manifest["train_in_database"]
+    assert data.card["loader"]["options"]["data_root"] == str(small_demo_folder)
+
+
+def test_path_is_an_alias_of_data_root(small_demo_folder, tmp_path):
+    with pytest.raises(DatasetError, match="alias"):
+        load_dataset("lthnet-folder", data_root=str(small_demo_folder), path=str(tmp_path))

@@ -197,17 +197,13 @@ def _experiment(args):
 def _load_data(args, dataset_name: str):
     from datasets import load_dataset
 
-    options = {"cache_dir": args.cache_dir}
-    if args.data_root is not None:
+    from datasets import dataset_options
+
+    options = {}
+    if "cache_dir" in dataset_options(dataset_name):  # only loaders with a feature cache take one
+        options["cache_dir"] = args.cache_dir
+    if args.data_root is not None:  # a loader without data says so when given --data-root
         options["data_root"] = args.data_root
-    try:
-        from datasets import dataset_options
-    except ImportError:  # older datasets package: every loader took these options
-        dataset_options = None
-    if dataset_options is not None:
-        accepted = dataset_options(dataset_name)
-        if "cache_dir" not in accepted:
-            options.pop("cache_dir")
     return load_dataset(dataset_name, **options)
 
 

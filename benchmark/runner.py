@@ -146,17 +146,8 @@ def cell_mode(spec: MethodSpec, mode: str) -> str:
 
 
 def data_fingerprint(split: BenchmarkData) -> str:
-    """The fingerprint of the data a cell trains and evaluates on (datasets' BenchmarkData.fingerprint)."""
-    if hasattr(split, "fingerprint"):
-        return split.fingerprint()
-    import hashlib  # interim: until every BenchmarkData has its own fingerprint
-
-    from datasets.base import array_checksum
-
-    digest = hashlib.sha256()
-    digest.update(array_checksum(np.asarray(split.features), split.labels, split.query_index,
-                                 split.database_index, np.asarray(split.train)).encode())
-    return digest.hexdigest()[:16]
+    """The fingerprint of the data a cell trains and evaluates on (see BenchmarkData.fingerprint)."""
+    return split.fingerprint()
 
 
 def default_jobs() -> int:

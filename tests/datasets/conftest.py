@@ -42,3 +42,12 @@ def hashnet_lists(shared_data_dir):
     if not os.path.isfile(os.path.join(folder, "database0.txt.gz")):
         pytest.skip("HashNet ImageNet100 lists not present in ../shared/data/imagenet100")
     return folder, load_imagenet100_lists(lists=folder, download=False)
+
+
+@pytest.fixture(scope="session")
+def small_demo_data(small_demo_folder, tmp_path_factory):
+    """The small demo copy loaded as the CLI loads it: data_root and cache_dir (random ResNet34, 32 px)."""
+    from datasets import load_dataset
+
+    return load_dataset("lthnet-folder", data_root=str(small_demo_folder), cache_dir=str(tmp_path_factory.mktemp("c")),
+                        weights="random", image_size=32, progress=False)

@@ -2,6 +2,7 @@
 CIFAR100 class (its expected md5 values patched to the tiny files), plus the failure messages."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import pickle
 import tarfile
@@ -128,3 +129,30 @@ def test_table2_cifar100_from_the_loader_protocol(factor, n_train, n_max, n_min)
     labels = np.repeat(np.arange(100), 500)  # CIFAR-100 training set: 500 per class
     sizes, _, s1 = long_tail_class_sizes(labels, 100, factor, CIFAR100_PROTOCOL)
     assert (int(sizes.sum()), int(sizes.max()), int(sizes.min()), s1) == (n_train, n_max, n_min, 500)
+
+
+def test_row_paths_extracted_images_and_list_round_trip(tiny_cifar, tmp_path):
+    from PIL import Image
+
+    from datasets import export_split, load_list_files, make_long_tail
+    from datasets.cifar100 import extract_cifar100_images
+    from datasets.longtail import LongTailProtocol
+
+    root, test_pixels, train_labels = tiny_cifar
+    data = load(root, tmp_path / "cache")
+    # LTHNet layout with the archive's file names: test images are queries, train images the database
+    assert data.row_paths[:3] == ("query/apple/test_0.png", "query/bear/test_1.png", "query/castle/test_2.png")
+    assert data.row_paths[3] == f"database/{CLASS_NAMES[train_labels[0]]}/train_0.png"
+
+    assert extract_cifar100_images(str(tmp_path / "out"), data_root=str(root), download=False) == 9
+    for row in (0, 4):
+        with Image.open(tmp_path / "out" / "images" / data.row_paths[row]) as image:
+            np.testing.assert_array_equal(np.asarray(image), data.image_source.items[row])
+
+    split = make_long_tail(dataclasses.replace(data, long_tail_protocol=LongTailProtocol()), 2)
+    written = export_split(split, str(tmp_path / "lists"))
+    for line in open(written[0]).read().splitlines():  # train.txt names extracted files
+        assert (tmp_path / "out" / "images" / line.split()[0]).is_file()
+    back = load_list_files(str(tmp_path / "lists"), data)
+    np.testing.assert_array_equal(back.train, split.train)
+    assert back.fingerprint() == split.fingerprint()

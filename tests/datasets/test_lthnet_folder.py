@@ -60,13 +60,6 @@ def test_wrong_layout_is_explained(tmp_path):
         lthnet_folder_rows(str(tmp_path))
 
 
-@pytest.fixture(scope="module")
-def small_demo_data(small_demo_folder, tmp_path_factory):
-    """The small demo copy loaded as the CLI loads it: data_root and cache_dir (random ResNet34)."""
-    return load_dataset("lthnet-folder", data_root=str(small_demo_folder), cache_dir=str(tmp_path_factory.mktemp("c")),
-                        weights="random", image_size=32, progress=False)
-
-
 def test_the_cli_options_reach_the_folder(small_demo_data, small_demo_folder):
     data = small_demo_data
     assert data.name == "lthnet-cifar-100-IF1"

@@ -83,7 +83,7 @@ def prepare_cifar100_files(data_root: str | None = None, download: bool = True) 
         if not utils.check_integrity(archive, cls.tgz_md5):
             raise DatasetError(
                 f"CIFAR-100 archive {archive} fails its md5 checksum (expected {cls.tgz_md5}): it is truncated "
-                "or corrupt. Delete it and download it again (or let --download fetch it)."
+                "or corrupt. Delete it and download it again (the loader downloads it when download=True, the default)."
             )
         try:
             utils.extract_archive(archive, root)

@@ -118,8 +118,9 @@ def _labels_and_names(arrays: dict, n: int, path: str) -> tuple[np.ndarray, tupl
     labels = raw.astype(np.int64)
     unused = np.flatnonzero(np.bincount(labels, minlength=C) == 0)
     if unused.size:
-        raise DatasetError(f"{path}: {unused.size} of the {C} class_names have no row (e.g. {class_names[unused[0]]!r}, "
-                           f"label {unused[0]}); drop the unused names and renumber the labels, or drop "
+        raise DatasetError(f"{path}: {unused.size} of the {C} class_names have no row (e.g. "
+                           f"{class_names[unused[0]]!r}, label {unused[0]}); drop the unused names and renumber "
+                           "the labels, or drop "
                            "class_names to have the labels mapped to 0..C-1.")
     return labels, class_names
 

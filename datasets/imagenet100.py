@@ -38,6 +38,7 @@ from common.io import atomic_write
 from .base import BenchmarkData, DatasetError, LongTailProtocol
 from .features import benchmark_from_images, takes_feature_options
 from .images import BackboneTransform, ImageSource
+from .lists import parse_list_file
 
 IMAGENET100_PROTOCOL = LongTailProtocol(
     max_class_size=1300, mu_by_imbalance_factor={1.0: 0.0, 50.0: 0.845, 100.0: 0.99}, balanced_class_size=100,
@@ -84,8 +85,9 @@ def read_list_file(name: str, lists: str | None = None, lists_dir: str | None = 
         candidates = [os.path.join(lists, name), os.path.join(lists, name + ".gz")]
         path = next((p for p in candidates if os.path.isfile(p)), None)
         if path is None:
-            raise DatasetError(f"ImageNet100 list {name} (or {name}.gz) not found in {lists}; point --lists at "
-                               f"a directory with HashNet's caffe/data/imagenet lists (commit {HASHNET_COMMIT}).")
+            raise DatasetError(f"ImageNet100 list {name} (or {name}.gz) not found in {lists}; point the option "
+                               "lists=DIR at a directory with HashNet's caffe/data/imagenet lists (commit "
+                               f"{HASHNET_COMMIT}).")
         try:
             with open(path, "rb") as handle:
                 data = handle.read()
@@ -104,15 +106,16 @@ def read_list_file(name: str, lists: str | None = None, lists_dir: str | None = 
         if hashlib.sha256(data).hexdigest() == expected:
             return data.decode()
     if not download:
-        raise DatasetError(f"ImageNet100 list {name} is not in {lists_dir} and download is off; pass --lists DIR "
-                           f"with HashNet's lists or allow the download from {HASHNET_LIST_URL.format(name=name)}.")
+        raise DatasetError(f"ImageNet100 list {name} is not in {lists_dir} and download is off; pass the option "
+                           "lists=DIR with HashNet's lists or allow the download from "
+                           f"{HASHNET_LIST_URL.format(name=name)}.")
     url = HASHNET_LIST_URL.format(name=name)
     try:
         with urllib.request.urlopen(url, timeout=60) as response:
             data = response.read()
     except Exception as error:  # URLError, timeouts
         raise DatasetError(f"cannot download {url} ({type(error).__name__}: {error}); download HashNet's "
-                           "caffe/data/imagenet lists by hand and pass --lists DIR.") from error
+                           "caffe/data/imagenet lists by hand and pass the option lists=DIR.") from error
     _check_sha256(data, expected, url)
     atomic_write(path, data)
     return data.decode()
@@ -128,17 +131,7 @@ def _check_sha256(data: bytes, expected: str, where: str) -> None:
 
 def parse_hashnet_list(text: str, where: str = "list") -> tuple[list[str], np.ndarray]:
     """(image paths as written, labels) of a HashNet list: path + one-hot labels per line."""
-    paths, labels = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
-        tokens = line.split()
-        if not tokens:
-            continue
-        one_hot = tokens[1:]
-        if len(one_hot) != N_CLASSES or one_hot.count("1") != 1:
-            raise DatasetError(f"{where} line {number}: expected a path and {N_CLASSES} one-hot labels.")
-        paths.append(tokens[0])
-        labels.append(one_hot.index("1"))
-    return paths, np.asarray(labels, dtype=np.int64)
+    return parse_list_file(text, N_CLASSES, where)
 
 
 def load_imagenet100_lists(lists: str | None = None, lists_dir: str | None = None, download: bool = True):

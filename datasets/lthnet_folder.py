@@ -91,7 +91,10 @@ def load_lthnet_folder(data_root: str | None = None, path: str | None = None, im
                        feature_options: dict | None = None) -> BenchmarkData:
     """BenchmarkData of an LTHNet-layout folder (``data_root``, or its alias ``path``, required);
     features from the ResNet34 cache. Feature-cache options as for ``load_cifar100``."""
-    if data_root and path and os.path.abspath(os.path.expanduser(data_root)) != os.path.abspath(os.path.expanduser(path)):
+    def real(folder):
+        return os.path.realpath(os.path.expanduser(folder))
+
+    if data_root and path and real(data_root) != real(path):
         raise DatasetError(f"lthnet-folder got data_root={data_root!r} and path={path!r}; path is an alias of "
                            "data_root, give one of them.")
     root = data_root or path

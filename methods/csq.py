@@ -1,5 +1,5 @@
 """CSQ: Central Similarity Quantization (Yuan et al., "Central Similarity Quantization for Efficient
-Image and Video Retrieval", CVPR 2020), trained by the shared deep trainer (methods/_deep.py).
+Image and Video Retrieval", CVPR 2020), trained by the shared deep trainer (methods/_deep/).
 
 Reference code: yuanli2333/Hadamard-Matrix-for-hashing (train.py, network.py, the notebook
 "Tutorial_ hash_center_generation.ipynb"); swuxyj/DeepHash-pytorch (CSQ.py).

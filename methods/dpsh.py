@@ -1,5 +1,5 @@
 """DPSH: Deep Pairwise-Supervised Hashing (Li, Zhao & Kang, "Feature Learning based Deep Supervised
-Hashing with Pairwise Labels", IJCAI 2016), trained by the shared deep trainer (methods/_deep.py).
+Hashing with Pairwise Labels", IJCAI 2016), trained by the shared deep trainer (methods/_deep/).
 
 Reference code: jiangqy/DPSH-pytorch (DPSH_CIFAR_10.py, DPSH_CIFAR_10_demo.py, CNN_model.py); also
 swuxyj/DeepHash-pytorch (DPSH.py).

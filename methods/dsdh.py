@@ -1,5 +1,5 @@
 """DSDH: Deep Supervised Discrete Hashing (Li, Sun, He & Tan, NeurIPS 2017), trained by the shared
-deep trainer (methods/_deep.py), with the discrete W- and B-steps between epochs.
+deep trainer (methods/_deep/), with the discrete W- and B-steps between epochs.
 
 Reference code: TreezzZ/DSDH_PyTorch (dsdh.py, models/dsdh_loss.py, models/alexnet.py, run.py).
 

@@ -1,5 +1,5 @@
 """HashNet: Deep Learning to Hash by Continuation (Cao, Long, Wang & Yu, ICCV 2017), trained by the
-shared deep trainer (methods/_deep.py).
+shared deep trainer (methods/_deep/).
 
 Reference code: thuml/HashNet, pytorch/src (train.py, loss.py, network.py).
 

@@ -4,7 +4,7 @@ Reference code: butterfly-chinese/long-tail-hashing (``lthNet.py``, ``models/res
 simplified draft without the DPP; DPP inference after laming-chen/fast-map-dpp (``methods/_dpp.py``).
 
 Network (paper §4, Table 1), on 512-d ResNet34 features (frozen and cached in ``mode="features"``,
-fine-tuned end to end in ``mode="finetune"``; see ``methods/_deep.py``):
+fine-tuned end to end in ``mode="finetune"``; see ``methods/_deep/``):
 
 * direct feature   v_direct = ReLU(FC 512 -> 2000 (x))                                 (§4.1)
 * extended dynamic meta-embedding (§4.2): memory M of (k+1)C rows = per class its centroid of
@@ -29,8 +29,9 @@ Hyperparameters and their sources:
   values only serve quick tests.
 * optimisation: the shared trainer's ``settings="auto"``: in ``mode="finetune"`` the paper's
   (§6.3: RMSprop, lr 1e-5, weight decay 5e-4, cosine annealing, 100 epochs, batch 8 on CIFAR-100 /
-  16 on ImageNet100); in ``mode="features"`` the validated preset (lr 1e-4, batch 32, 30 epochs;
-  ``FEATURE_SETTINGS_EVIDENCE``); ``settings="paper"`` restores §6.3 in either mode.
+  16 on ImageNet100); in ``mode="features"`` the validated preset row ``feature_preset = "lthnet"``
+  of methods/data/deep_feature_presets.csv (lr 1e-4, batch 32, 30 epochs); ``settings="paper"``
+  restores §6.3 in either mode.
 
 DPP kernel (our definition; the paper says only "k more diverse samples similar to the centroid"):
 L = diag(q) S diag(q) over the class's training items, S the cosine Gram matrix of their direct
@@ -48,7 +49,8 @@ Deliberate deviations from the reference draft: the DPP prototypes exist (the dr
 centroids); the final epoch is kept (the draft keeps the best epoch by query MAP); the draft's
 extra ReLU on the backbone output is omitted (a no-op on ResNet's pooled, non-negative output).
 
-Validation study for ``settings="features"`` (frozen features): see ``FEATURE_SETTINGS_EVIDENCE``.
+Validation study for ``settings="features"`` (frozen features): methods/data/deep_feature_validation.csv
+(protocol and the command that regenerates it: methods/data/README.md).
 """
 from __future__ import annotations
 
@@ -57,81 +59,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import register
+from common.checks import check_nonnegative_int, check_positive_int
 
 from ._deep import DeepHashingMethod
 from ._dpp import diverse_prototypes
 from .base import InvalidInputError
-
-FEATURE_SETTINGS_EVIDENCE = """Validation study behind ``settings="features"`` (methods/_deep.py FEATURE_SETTINGS).
-
-Protocol: the long-tail training split (IF 50, split seed 0) only; a stratified 20% of each class
-(hold-out seed 1; none from 1-item classes) is held out as validation queries, the method is fitted
-on the rest and the held-out items retrieve from the fitted items; 64 bits, tie-aware MAP over the
-whole ranking, final epoch (no epoch selection). The query set is never read. RMSprop, weight
-decay 5e-4 and per-step cosine annealing as in the paper throughout; only lr, batch and epochs vary.
-
-    python benchmarks/bench_deep.py validate --dataset synthetic-cifar100 --noise 7 \
-        --imbalance-factor 50 --methods LTHNet CSQ --rows ...
-    python benchmarks/bench_deep.py validate --dataset digits --imbalance-factor 50 \
-        --methods LTHNet CSQ --rows ...
-
-synthetic-cifar100, noise 7 (100 classes, 512-d ReLU'd Gaussian clusters; noise chosen so that the
-classes overlap: the nearest class centroid of the IF-50 training split labels 62% of 1,000 query
-items correctly, against 100% at the preset's noise 1):
-training split 3564 items, fit on 2855, 709 validation queries.
-
-| method | setting | validation MAP | final-epoch loss | fit s |
-|---|---|---|---|---|
-| CSQ | lr 1e-05, batch 8, 100 ep (paper) | 0.1213 | 0.9434 | 173 |
-| CSQ | lr 1e-05, batch 8, 30 ep | 0.0512 | 1.5695 | 58 |
-| CSQ | lr 0.0001, batch 8, 30 ep | 0.2302 | 0.5059 | 59 |
-| CSQ | lr 0.001, batch 8, 30 ep | 0.2369 | 0.4822 | 22 |
-| CSQ | lr 0.0001, batch 32, 30 ep | 0.1781 | 0.6978 | 8 |
-| CSQ | lr 0.001, batch 32, 30 ep | 0.2352 | 0.4804 | 7 |
-| CSQ | lr 0.0001, batch 32, 100 ep | 0.2346 | 0.4804 | 45 |
-| CSQ | lr 0.0001, batch 64, 30 ep | 0.1367 | 0.8652 | 12 |
-| CSQ | lr 0.001, batch 64, 30 ep | 0.2354 | 0.4804 | 10 |
-| CSQ | lr 0.001, batch 64, 100 ep | 0.2370 | 0.4790 | 28 |
-| LTHNet | lr 0.001, batch 64, 30 ep | 0.1927 | 3.3170 | 590 |
-| LTHNet | lr 0.0001, batch 64, 30 ep | 0.3039 | 0.9817 | 637 |
-| LTHNet | lr 0.0001, batch 32, 30 ep | 0.3140 | 0.5049 | 808 |
-
-digits (10 classes, 64-d), IF 50: training split 244 items, fit on 194, 50 validation queries
-(few queries: differences below ~0.05 are noise, CSQ's rows scatter non-monotonically).
-
-| method | setting | validation MAP | final-epoch loss | fit s |
-|---|---|---|---|---|
-| CSQ | lr 1e-05, batch 8, 100 ep (paper) | 0.6963 | 0.6275 | 15 |
-| CSQ | lr 1e-05, batch 8, 30 ep | 0.6933 | 0.7043 | 3 |
-| CSQ | lr 0.0001, batch 8, 30 ep | 0.5851 | 0.4746 | 2 |
-| CSQ | lr 0.001, batch 8, 30 ep | 0.7978 | 0.2469 | 2 |
-| CSQ | lr 0.0001, batch 32, 30 ep | 0.6399 | 0.5822 | 1 |
-| CSQ | lr 0.001, batch 32, 30 ep | 0.6853 | 0.3323 | 1 |
-| CSQ | lr 0.0001, batch 32, 100 ep | 0.5682 | 0.4751 | 2 |
-| CSQ | lr 0.0001, batch 64, 30 ep | 0.6959 | 0.6242 | 0 |
-| CSQ | lr 0.001, batch 64, 30 ep | 0.6090 | 0.3742 | 1 |
-| CSQ | lr 0.001, batch 64, 100 ep | 0.7635 | 0.2924 | 1 |
-| LTHNet | lr 1e-05, batch 8, 100 ep (paper) | 0.8579 | 0.6665 | 400 |
-| LTHNet | lr 0.0001, batch 64, 30 ep | 0.8654 | 0.6364 | 52 |
-| LTHNet | lr 0.001, batch 64, 30 ep | 0.9374 | 0.1205 | 47 |
-| LTHNet | lr 0.0001, batch 32, 30 ep | 0.8922 | 0.4367 | 59 |
-| LTHNet | lr 0.001, batch 32, 30 ep | 0.9510 | 0.0553 | 65 |
-
-(k = 3 for LTHNet. Fit seconds were measured on a 2-core machine shared with other jobs, load
-average ~12: compare them only within a table.)
-
-Choice: 30 epochs, batch 32 for every deep method; lr 1e-3 for the single-layer heads of the
-baselines (CSQ: 0.235 vs 0.121 for the paper's settings, which do not converge in feature mode;
-batch 8/32/64 and 30/100 epochs within 0.002 at lr 1e-3) and lr 1e-4 for LTHNet and LTHNet_sq
-(FEATURE_SETTINGS_BY_METHOD): on the CIFAR-like features lr 1e-3 leaves LTHNet's loss at 3.3 and
-its MAP at 0.19, against 0.30 at 1e-4 (0.31 at batch 32). On digits (64-d inputs, 194 items) LTHNet prefers lr 1e-3
-(0.95 vs 0.89); we follow the 512-d proxy, which is what the paper's tables feed the head. Not
-run for cost: LTHNet's lr 1e-5 rows and 100-epoch rows on the synthetic proxy (the paper's setting
-is 35,700 steps there, 26x the cost of a 30-epoch batch-64 run). The paper's values stay one flag
-away: ``settings="paper"`` (CLI: ``--methods "LTHNet(k=3, settings='paper')"``).
-"""
-
+from .registry import register
 
 def class_balanced_weights(class_counts: np.ndarray, beta: float) -> np.ndarray:
     """Eq. (13): (1 - beta) / (1 - beta^{n_c}) per class, divided by the maximum (reference code).
@@ -225,6 +158,8 @@ class LTHNet(DeepHashingMethod):
 
     uses_labels = True
     square_loss = False
+    #: the validated frozen-feature preset (methods/data/deep_feature_presets.csv): lr 1e-4
+    feature_preset = "lthnet"
     table_variants = ({"k": 0}, {"k": 3})
     test_params = {"n_epochs": 4, "learning_rate": 1e-3, "batch_size": 64, "hidden_dim": 128}
 
@@ -238,14 +173,11 @@ class LTHNet(DeepHashingMethod):
 
     # -------------------------------------------------------------- hooks
     def build_head(self, in_dim: int, n_classes: int) -> nn.Module:
-        k = self.k
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-            raise InvalidInputError(f"k (DPP prototypes per class) must be an integer >= 0, got {k!r}.")
+        k = check_nonnegative_int(self.k, "k (DPP prototypes per class)", error=InvalidInputError)
         if not (isinstance(self.beta, (int, float, np.floating)) and 0 <= self.beta < 1):
             raise InvalidInputError(f"beta must lie in [0, 1) (eq. 13), got {self.beta!r}.")
-        if isinstance(self.hidden_dim, bool) or not isinstance(self.hidden_dim, (int, np.integer)) or self.hidden_dim <= 0:
-            raise InvalidInputError(f"hidden_dim must be a positive integer, got {self.hidden_dim!r}.")
-        return LTHNetHead(in_dim, int(self.hidden_dim), int(self.n_bits), n_classes, int(k),
+        hidden_dim = check_positive_int(self.hidden_dim, "hidden_dim", error=InvalidInputError)
+        return LTHNetHead(in_dim, hidden_dim, int(self.n_bits), n_classes, int(k),
                           bool(self.use_meta_embedding))
 
     def on_fit_start(self, trainer) -> None:

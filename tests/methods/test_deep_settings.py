@@ -1,6 +1,9 @@
-"""Resolution of the deep trainer's optimisation settings (methods/_deep.py): "auto" picks the
+"""Resolution of the deep trainer's optimisation settings (methods/_deep/settings.py): "auto" picks the
 validated frozen-feature preset in mode="features" and the paper's §6.3 values in mode="finetune";
 explicit parameters override a preset; the resolved values reach ``settings_`` and the cell record."""
+import csv
+import os
+
 import numpy as np
 import pytest
 
@@ -8,10 +11,14 @@ from benchmark.specs import expand_method_specs, parse_method_spec
 from benchmark.runner import plan_grid, run_grid
 from benchmark.store import ResultStore
 from datasets.synthetic import load_synthetic_benchmark
-from methods._deep import FEATURE_SETTINGS, FEATURE_SETTINGS_BY_METHOD, PAPER_SETTINGS, preset_name
+from methods._deep import FEATURE_PRESETS, FEATURE_SETTINGS, PAPER_SETTINGS, preset_name
+from methods._deep.settings import read_feature_presets
 from methods.base import InvalidInputError
 from methods.csq import CSQ
-from methods.lthnet import FEATURE_SETTINGS_EVIDENCE, LTHNet
+from methods.lthnet import LTHNet, LTHNetSquare
+from methods.registry import registered_methods
+
+DATA_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "methods", "data")
 
 OPTIMISATION_KEYS = ("optimizer", "learning_rate", "weight_decay", "lr_schedule", "n_epochs", "batch_size")
 
@@ -31,7 +38,9 @@ def test_auto_is_the_feature_preset_in_features_mode_and_the_paper_in_finetune_m
     assert {k: features[k] for k in OPTIMISATION_KEYS} == FEATURE_SETTINGS
     # LTHNet's validated learning rate differs from the baselines'; the rest is the shared preset
     lthnet = LTHNet().resolved_settings()
-    assert FEATURE_SETTINGS_BY_METHOD["LTHNet"] == {"learning_rate": 1e-4}
+    lthnet_row = FEATURE_PRESETS[LTHNet.feature_preset]
+    assert LTHNetSquare.feature_preset == LTHNet.feature_preset
+    assert {k: v for k, v in lthnet_row.items() if FEATURE_SETTINGS[k] != v} == {"learning_rate": 1e-4}
     assert {k: lthnet[k] for k in OPTIMISATION_KEYS} == {**FEATURE_SETTINGS, "learning_rate": 1e-4}
     assert LTHNet(k=0, use_meta_embedding=False).resolved_settings()["learning_rate"] == 1e-4
     for method in (LTHNet(mode="finetune"), CSQ(mode="finetune")):
@@ -82,9 +91,47 @@ def test_fit_records_the_resolved_settings_and_the_runner_stores_them(tmp_path):
     assert len(record["training_log"]["loss"]) == 2
 
 
+def read_rows(name):
+    with open(os.path.join(DATA_DIR, name), newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def test_the_evidence_of_the_feature_preset_is_recorded():
-    assert "filled in" not in FEATURE_SETTINGS_EVIDENCE
-    assert "benchmarks/bench_deep.py validate" in FEATURE_SETTINGS_EVIDENCE
+    """Every preset row names the method whose validation rows chose it and its rule; its
+    configuration is one of the validated rows, on every dataset of the study."""
+    presets = {row["preset"]: row for row in read_rows("deep_feature_presets.csv")}
+    validation = read_rows("deep_feature_validation.csv")
+    assert {row["dataset"] for row in validation} == {"synthetic-cifar100", "digits"}
+    for row in validation:  # the protocol is recorded with every number
+        assert row["holdout_fraction"] and row["holdout_seed"] and row["metric"] and row["n_bits"] == "64"
+        assert 0 < float(row["validation_map"]) <= 1 and float(row["final_loss"]) >= 0
+    readme = open(os.path.join(DATA_DIR, "README.md")).read()
+    assert "benchmarks/bench_deep.py validate" in readme
     for method, lr in (("CSQ", FEATURE_SETTINGS["learning_rate"]), ("LTHNet", 1e-4)):
-        chosen = f"| {method} | lr {lr:g}, batch {FEATURE_SETTINGS['batch_size']}, {FEATURE_SETTINGS['n_epochs']} ep |"
-        assert chosen in FEATURE_SETTINGS_EVIDENCE
+        preset = presets[registered_methods()[method].feature_preset]
+        assert preset["validated_with"] == method and len(preset["rule"]) > 40
+        chosen = [row for row in validation if row["method"] == method
+                  and float(row["learning_rate"]) == lr and int(row["batch_size"]) == FEATURE_SETTINGS["batch_size"]
+                  and int(row["n_epochs"]) == FEATURE_SETTINGS["n_epochs"]]
+        assert {row["dataset"] for row in chosen} == {"synthetic-cifar100", "digits"}
+    # every deep method's declared row exists; the presets file is the one read at import
+    for cls in registered_methods().values():
+        if cls.family == "deep":
+            assert cls.feature_preset in FEATURE_PRESETS
+    assert read_feature_presets() == FEATURE_PRESETS
+
+
+def test_a_broken_presets_file_is_a_clear_error():
+    header = "preset,optimizer,learning_rate,weight_decay,lr_schedule,n_epochs,batch_size\n"
+    with pytest.raises(InvalidInputError, match="lacks .*batch_size"):
+        read_feature_presets(header + "default,rmsprop,0.001,0.0005,cosine,30,\n")
+    with pytest.raises(InvalidInputError, match="line 2"):
+        read_feature_presets(header + "default,rmsprop,fast,0.0005,cosine,30,32\n")
+    with pytest.raises(InvalidInputError, match="no 'default' row"):
+        read_feature_presets(header + "other,rmsprop,0.001,0.0005,cosine,30,32\n")
+
+    class Unvalidated(CSQ):
+        feature_preset = "nope"
+
+    with pytest.raises(InvalidInputError, match="not a row of .*deep_feature_presets.csv"):
+        Unvalidated().resolved_settings()

@@ -1,4 +1,4 @@
-"""The shared deep trainer (methods/_deep.py) through every deep method: end-to-end fine-tuning on
+"""The shared deep trainer (methods/_deep/) through every deep method: end-to-end fine-tuning on
 tiny images with a random-init ResNet34, per-epoch loss log, and clear errors for bad labels, NaN
 features and a diverging optimisation."""
 from __future__ import annotations
@@ -116,12 +116,10 @@ def tiny_images():
 
 
 def initial_backbone(random_state):
-    """The random ResNet34 the trainer starts from: it is the first thing built under the seed."""
+    """The random ResNet34 the trainer starts from: initialised under the method's random_state."""
     from methods._deep import build_resnet34_backbone
 
-    with torch.random.fork_rng():
-        torch.manual_seed(random_state)
-        return build_resnet34_backbone("random")
+    return build_resnet34_backbone("random", random_seed=random_state)
 
 
 @pytest.mark.parametrize("name,params", [("LTHNet", {"k": 1, "hidden_dim": 32}), ("DPSH", {})])

@@ -13,11 +13,16 @@ table cell (a fit on 50,000 items) under the paper's and under the feature-mode 
 Validation (never the query set: a stratified part of the *training* split is held out as
 validation queries; the rest is both the training set and the retrieval database)::
 
-    python benchmarks/bench_deep.py validate [--imbalance-factor 10] [--threads 1]
+    python benchmarks/bench_deep.py validate [--imbalance-factor 10] [--threads 1] [--out FILE.csv]
+
+``--out`` appends one CSV row per (method, configuration) in the format of
+methods/data/deep_feature_validation.csv, the evidence behind ``settings="features"`` (the exact
+commands that produced it: methods/data/README.md).
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import os
 import sys
@@ -143,6 +148,24 @@ VALIDATION_GRID = [_row(*values) for values in [
 
 METHOD_PARAMS = {"LTHNet": {"k": 3}, "CSQ": {}, "DPSH": {}, "HashNet": {}, "DSDH": {}, "LTHNet_sq": {"k": 3}}
 
+#: the columns of methods/data/deep_feature_validation.csv (protocol, configuration, results)
+VALIDATION_COLUMNS = (
+    "dataset", "dataset_noise", "imbalance_factor", "long_tail_seed", "holdout_fraction", "holdout_seed",
+    "n_train_split", "n_fit", "n_validation", "n_bits", "metric", "epoch", "method", "method_params",
+    "grid_row", "optimizer", "learning_rate", "weight_decay", "lr_schedule", "n_epochs", "batch_size",
+    "configuration", "validation_map", "final_loss", "fit_seconds",
+)
+
+
+def append_validation_rows(path: str, rows: list[dict]) -> None:
+    """Append rows to a validation CSV (header first when the file is new or empty)."""
+    new = not os.path.exists(path) or os.path.getsize(path) == 0
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=VALIDATION_COLUMNS, lineterminator="\n")
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
 
 def validation_data(dataset: str, imbalance_factor: float, noise: float, holdout: float, seed: int):
     """(X_fit, y_fit, X_val, y_val): the long-tail training split with a stratified part held out."""
@@ -158,7 +181,8 @@ def validation_data(dataset: str, imbalance_factor: float, noise: float, holdout
 def validate(dataset: str, imbalance_factor: float, noise: float, methods: list[str], rows: list[int] | None,
              n_threads: int, bits: int, holdout: float, seeds: list[int], out: str | None) -> None:
     """Fit every (method, grid row) on the kept part of the training split and score it by the MAP of
-    the held-out part against the kept part; with several hold-out seeds, the mean over them."""
+    the held-out part against the kept part; with several hold-out seeds, the mean over them.
+    ``out``: a CSV file the rows are appended to (format of methods/data/deep_feature_validation.csv)."""
     from benchmark.metrics import evaluate
     from methods.registry import get_method_class
 
@@ -190,8 +214,21 @@ def validate(dataset: str, imbalance_factor: float, noise: float, methods: list[
             print(line, flush=True)
             lines.append(line)
             if out:
-                with open(out, "a") as handle:
-                    handle.write(line + "\n")
+                resolved = method.resolved_settings()
+                method_params = METHOD_PARAMS.get(name, {})
+                append_validation_rows(out, [{
+                    "dataset": dataset, "dataset_noise": f"{noise:g}" if dataset.startswith("synthetic") else "",
+                    "imbalance_factor": f"{imbalance_factor:g}", "long_tail_seed": 0,
+                    "holdout_fraction": f"{holdout:g}", "holdout_seed": " ".join(map(str, seeds)),
+                    "n_train_split": n_fit + n_val, "n_fit": n_fit, "n_validation": n_val, "n_bits": bits,
+                    "metric": "map_tie_aware", "epoch": "final", "method": name,
+                    "method_params": " ".join(f"{key}={value}" for key, value in method_params.items()),
+                    "grid_row": index, **{key: resolved[key] for key in
+                                          ("optimizer", "weight_decay", "lr_schedule", "n_epochs", "batch_size")},
+                    "learning_rate": f"{resolved['learning_rate']:g}", "configuration": label,
+                    "validation_map": f"{np.mean(scores):.4f}", "final_loss": f"{np.mean(losses):.4f}",
+                    "fit_seconds": f"{seconds:.0f}",
+                }])
 
 
 def main(argv=None) -> None:
@@ -212,7 +249,8 @@ def main(argv=None) -> None:
     val.add_argument("--bits", type=int, default=64)
     val.add_argument("--holdout", type=float, default=0.2, help="fraction of each class held out")
     val.add_argument("--seeds", type=int, nargs="+", default=[1], help="seeds of the hold-out draw (mean)")
-    val.add_argument("--out", default=None, help="also append each table row to this file")
+    val.add_argument("--out", default=None, help="also append each row to this CSV file (format of "
+                     "methods/data/deep_feature_validation.csv)")
     args = parser.parse_args(argv)
     if args.command == "speed":
         bench_speed(args.steps, args.batch_sizes, args.threads, args.methods)

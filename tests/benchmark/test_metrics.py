@@ -1,6 +1,7 @@
 """The evaluator against brute-force references written here: Hamming distances, both tie policies,
 MAP@all and MAP@k, precision@k, precision-recall by radius, queries without relevant items, chunking,
-and clear errors on bad input.
+and clear errors on bad input. Every test runs on both backends (the NumPy reference and the
+compiled numba kernel, chosen through LTH_EVALUATOR_BACKEND), and the two are compared directly.
 
 The references are deliberately naive: distances by comparing unpacked bits, index order by a stable
 argsort, and the tie-aware expectation either by enumerating every order of the tied items (tiny
@@ -25,6 +26,20 @@ from benchmark.metrics import (
     unpack_codes,
 )
 from benchmark.metrics import EvaluationInputError as InvalidInputError
+
+
+def numba_works() -> bool:
+    return metrics._load_kernel()[0] is not None
+
+
+needs_numba = pytest.mark.skipif(not numba_works(), reason="numba is not installed or does not compile here")
+
+
+@pytest.fixture(autouse=True, params=["numpy", pytest.param("numba", marks=needs_numba)])
+def backend(request, monkeypatch):
+    """Run each test on both backends: ``backend="auto"`` (the default) follows the variable."""
+    monkeypatch.setenv(metrics.BACKEND_ENVIRONMENT_VARIABLE, request.param)
+    return request.param
 
 
 # ----------------------------------------------------------------------------------------------
@@ -458,3 +473,60 @@ def test_bad_packed_input_gives_a_clear_error():
         evaluate_packed(packed_query, packed_database, query_labels, database_labels, n_bits=0)
     with pytest.raises(InvalidInputError, match="tie policy"):
         EvaluationResult(np.zeros(1), np.zeros(1), 0.0, 0.0, None).average_precision("random")
+
+
+# ----------------------------------------------------------------------------------------------
+# The two backends
+# ----------------------------------------------------------------------------------------------
+@needs_numba
+@pytest.mark.parametrize("n_bits", [1, 7, 64, 65, 130])
+@pytest.mark.parametrize("topk", [None, 3, 150])
+def test_numba_kernel_equals_the_numpy_reference(n_bits, topk):
+    # class-structured codes (heavy ties), a class present only among queries, repeated queries
+    rng = np.random.default_rng(n_bits)
+    centres = random_codes(rng, 6, n_bits)
+    database_labels = rng.integers(0, 5, 400)
+    query_labels = np.concatenate([rng.integers(0, 6, 30), [2, 2]])
+    flips = lambda n: np.where(rng.random((n, n_bits)) < 0.2, -1, 1).astype(np.int8)
+    database_codes = centres[database_labels] * flips(400)
+    query_codes = centres[query_labels] * flips(32)
+    query_codes[-1] = query_codes[-2]
+    reference = evaluate(query_codes, database_codes, query_labels, database_labels, topk=topk,
+                         precision_ks=(1, 40, 1000), backend="numpy")
+    for chunk, threads in ((1024, 1), (3, 2), (1, 3)):
+        run = evaluate(query_codes, database_codes, query_labels, database_labels, topk=topk,
+                       precision_ks=(1, 40, 1000), backend="numba", chunk_size=chunk, n_threads=threads)
+        np.testing.assert_allclose(run.ap_tie_aware, reference.ap_tie_aware, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(run.ap_index_order, reference.ap_index_order, rtol=0, atol=1e-12)
+        assert run.precision_at_k == pytest.approx(reference.precision_at_k, abs=1e-12)
+        assert run.precision_at_k_index_order == pytest.approx(reference.precision_at_k_index_order, abs=1e-12)
+        np.testing.assert_allclose(run.pr_curve["precision"], reference.pr_curve["precision"], atol=1e-12)
+        np.testing.assert_allclose(run.pr_curve["recall"], reference.pr_curve["recall"], atol=1e-12)
+        assert run.n_queries_without_relevant == reference.n_queries_without_relevant == np.sum(query_labels == 5)
+        assert run.map_index_order == pytest.approx(reference.map_index_order, abs=1e-12)
+    # the results do not depend on the threads: bit for bit
+    one = evaluate(query_codes, database_codes, query_labels, database_labels, topk=topk, backend="numba",
+                   chunk_size=5)
+    two = evaluate(query_codes, database_codes, query_labels, database_labels, topk=topk, backend="numba",
+                   chunk_size=5, n_threads=3)
+    np.testing.assert_array_equal(one.ap_index_order, two.ap_index_order)
+    np.testing.assert_array_equal(one.ap_tie_aware, two.ap_tie_aware)
+
+
+def test_auto_falls_back_to_numpy_when_numba_is_unavailable(monkeypatch, many_ties):
+    query_codes, database_codes, query_labels, database_labels, distances, relevant = many_ties
+    monkeypatch.delenv(metrics.BACKEND_ENVIRONMENT_VARIABLE)
+    monkeypatch.setattr(metrics, "_KERNEL_STATE", {"reason": "ImportError: No module named 'numba'"})
+    result = evaluate(query_codes, database_codes, query_labels, database_labels, topk=17)
+    expected = [index_order_ap(distances[q], relevant[q], 17) for q in range(len(distances))]
+    np.testing.assert_allclose(result.ap_index_order, expected, rtol=0, atol=1e-12)
+    with pytest.raises(InvalidInputError, match="needs a working numba.*No module named 'numba'.*backend='numpy'"):
+        evaluate(query_codes, database_codes, query_labels, database_labels, backend="numba")
+
+
+def test_bad_backend_gives_a_clear_error(monkeypatch):
+    with pytest.raises(InvalidInputError, match="backend must be one of"):
+        evaluate(*_valid(), backend="cuda")
+    monkeypatch.setenv(metrics.BACKEND_ENVIRONMENT_VARIABLE, "fast")
+    with pytest.raises(InvalidInputError, match="LTH_EVALUATOR_BACKEND='fast' is not one of"):
+        evaluate(*_valid())

@@ -194,14 +194,19 @@ def plan_grid(
 # ---------------------------------------------------------------------------- one cell
 
 
-def _inputs(data: BenchmarkData, index: np.ndarray, mode: str):
+def _inputs(data: BenchmarkData, index: np.ndarray, mode: str, training: bool = False):
+    """The rows a method sees: features, or in finetune mode images (training images with the
+    dataset's training augmentation, if it declares one)."""
     if mode == "finetune":
         if getattr(data, "image_source", None) is None:
             raise CellError(
                 f"finetune mode needs images, but dataset {data.name!r} provides only features; "
                 "use --mode features or an image dataset (cifar100, imagenet100, lthnet-folder)."
             )
-        return data.image_source.subset(index)
+        source = data.image_source.subset(index)
+        if training and data.training_transform is not None:
+            source = source.with_transform(data.training_transform)
+        return source
     return np.asarray(data.features[index], dtype=np.float32)
 
 
@@ -291,7 +296,7 @@ def run_cell(task: CellTask, progress: Callable | None = None) -> CellOutcome:
             if progress is not None and hasattr(method, "progress_callback_"):
                 method.progress_callback_ = lambda text: progress(cell, text)
             train = data.train
-            X_train, y_train = _inputs(data, train, cell.mode), data.labels[train]
+            X_train, y_train = _inputs(data, train, cell.mode, training=True), data.labels[train]
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 t0 = time.perf_counter()

@@ -47,6 +47,9 @@ class BenchmarkData:
     default_bits: tuple[int, ...] = (32, 64, 96)
     long_tail_protocol: LongTailProtocol = field(default_factory=LongTailProtocol)
     image_source: Any = None  # ImageSource aligned with features rows, for end-to-end fine-tuning
+    # The transform of training images when fine-tuning (e.g. ImageNet100's random resized crop and
+    # flip, as the LTHNet reference trains); None: training images get the source's own transform.
+    training_transform: Any = None
     # Relative image path of every row in its source's convention (datasets/lists.py), or None:
     # rows then get a synthetic path ``<dataset>/<row>.png`` when a split is exported.
     row_paths: tuple[str, ...] | None = None

@@ -266,7 +266,7 @@ def benchmark_from_images(
     name: str, image_source: ImageSource, query_index: np.ndarray, database_index: np.ndarray,
     class_names: tuple[str, ...], card: dict, long_tail_protocol: LongTailProtocol = LongTailProtocol(),
     train_index: np.ndarray | None = None, feature_options: dict | None = None,
-    row_paths: tuple[str, ...] | None = None,
+    row_paths: tuple[str, ...] | None = None, training_transform=None,
 ) -> BenchmarkData:
     """BenchmarkData whose features are the cached ResNet34 rows of ``image_source`` (row i = item i).
 
@@ -283,4 +283,5 @@ def benchmark_from_images(
         train_index=None if train_index is None else np.asarray(train_index, dtype=np.int64),
         class_names=tuple(class_names), card={**card, "features": feature_card},
         long_tail_protocol=long_tail_protocol, image_source=image_source, row_paths=row_paths,
+        training_transform=training_transform,
     )

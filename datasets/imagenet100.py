@@ -37,7 +37,7 @@ from common.io import atomic_write
 
 from .base import BenchmarkData, DatasetError, LongTailProtocol
 from .features import benchmark_from_images, takes_feature_options
-from .images import BackboneTransform, ImageSource
+from .images import BackboneTransform, ImageSource, TrainingAugmentation
 from .lists import parse_list_file
 
 IMAGENET100_PROTOCOL = LongTailProtocol(
@@ -214,5 +214,5 @@ def load_imagenet100(
               "rows": f"queries 0..{n_query - 1} (test0..7), database {n_query}..{len(source) - 1} (database0..7)",
               "n_query": n_query, "n_database": len(database_files)},
         long_tail_protocol=IMAGENET100_PROTOCOL, feature_options=feature_options,
-        row_paths=imagenet100_row_paths(parsed),
+        row_paths=imagenet100_row_paths(parsed), training_transform=TrainingAugmentation(crop_size=image_size),
     )

@@ -51,6 +51,40 @@ class BackboneTransform:
         return _torchvision_pipeline(self.crop_size, self.effective_resize, self.mean, self.std)(image)
 
 
+@dataclass(frozen=True)
+class TrainingAugmentation:
+    """PIL image -> normalised float tensor (3, crop, crop) with random augmentation for training:
+    RandomResizedCrop(crop) + RandomHorizontalFlip, then ToTensor and the ImageNet normalisation --
+    the training transform of the LTHNet reference's ImageNet loader (``data/imagenet.py``; its
+    CIFAR loader trains without augmentation). The randomness comes from torch's RNG, which the
+    deep trainer seeds (DataLoader workers derive their seeds from it)."""
+
+    crop_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    @property
+    def description(self) -> str:
+        return (f"torchvision RandomResizedCrop({self.crop_size}) + RandomHorizontalFlip + ToTensor + "
+                f"Normalize(mean={list(self.mean)}, std={list(self.std)})")
+
+    def __call__(self, image):
+        return _augmenting_pipeline(self.crop_size, self.mean, self.std)(image)
+
+
+@functools.lru_cache(maxsize=8)
+def _augmenting_pipeline(crop_size, mean, std):
+    from ._torchvision import import_torchvision
+
+    transforms = import_torchvision().transforms
+    return transforms.Compose([
+        transforms.RandomResizedCrop(crop_size, antialias=True),
+        transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(),
+        transforms.Normalize(mean=list(mean), std=list(std)),
+    ])
+
+
 @functools.lru_cache(maxsize=8)
 def _torchvision_pipeline(crop_size, resize_size, mean, std):
     from ._torchvision import import_torchvision

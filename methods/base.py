@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
+from common.checks import check_positive_int
 from common.errors import InvalidValueError
 
 
@@ -158,9 +159,7 @@ class HashingMethod(BaseEstimator):
         return np.random.default_rng([int(seed), int(offset)])
 
     def _check_n_bits(self) -> None:
-        n_bits = self.n_bits
-        if isinstance(n_bits, bool) or not isinstance(n_bits, (int, np.integer)) or n_bits <= 0:
-            raise InvalidInputError(f"n_bits must be a positive integer, got {n_bits!r}.")
+        check_positive_int(self.n_bits, "n_bits", error=InvalidInputError)
 
     def _check_fitted(self) -> None:
         if not getattr(self, "is_fitted_", False):

@@ -59,6 +59,8 @@ import warnings
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from common.checks import check_positive_int
+
 from .registry import register
 
 from .base import HashingMethod, InvalidInputError
@@ -129,9 +131,7 @@ class COSDISH(HashingMethod):
 
     def _check_params(self) -> None:
         for name in ("n_rounds", "n_alternations"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise InvalidInputError(f"COSDISH {name} must be a positive integer, got {value!r}.")
+            check_positive_int(getattr(self, name), f"COSDISH {name}", error=InvalidInputError)
         if not (isinstance(self.ridge_lambda, (int, float, np.number)) and self.ridge_lambda > 0):
             raise InvalidInputError(f"COSDISH ridge_lambda must be positive, got {self.ridge_lambda!r}.")
         value = self.dissimilar_value

@@ -53,6 +53,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
+from common.checks import check_positive_int
+
 from .registry import register
 
 from .base import HashingMethod, InvalidInputError, one_hot
@@ -119,8 +121,7 @@ class FSSH(HashingMethod):
 
     # ------------------------------------------------------------------ fit / encode
     def _fit(self, X, y):
-        if not (isinstance(self.n_iterations, (int, np.integer)) and self.n_iterations >= 1):
-            raise InvalidInputError(f"FSSH n_iterations must be a positive integer, got {self.n_iterations!r}.")
+        check_positive_int(self.n_iterations, "FSSH n_iterations", error=InvalidInputError)
         n, K = X.shape[0], self.n_bits
         self.n_anchors_ = effective_anchor_count(self.n_anchors, n, "FSSH")
         self.anchors_ = choose_anchors(l2_normalize_rows(X), self.n_anchors_, self._rng(1))

@@ -43,7 +43,11 @@ Deliberate deviations from the reference:
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
+
+from common.checks import check_nonnegative_int, check_positive_int
 
 from .registry import register
 
@@ -96,22 +100,15 @@ class KNNH(HashingMethod):
         self.neighbor_block_size = neighbor_block_size
 
     def _check_params(self, n_train: int) -> None:
-        def is_int(value) -> bool:
-            return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-        if not is_int(self.n_shrinkage_passes) or self.n_shrinkage_passes < 0:
-            raise InvalidInputError(
-                f"KNNH n_shrinkage_passes must be a non-negative integer (reference: 1), got {self.n_shrinkage_passes!r}."
-            )
-        if not is_int(self.n_iterations) or self.n_iterations < 1:
-            raise InvalidInputError(
-                f"KNNH n_iterations must be a positive integer (reference: 1001), got {self.n_iterations!r}."
-            )
+        check_nonnegative_int(self.n_shrinkage_passes, "KNNH n_shrinkage_passes", error=InvalidInputError,
+                              hint="reference: 1")
+        check_positive_int(self.n_iterations, "KNNH n_iterations", error=InvalidInputError, hint="reference: 1001")
         if self.shrinkage_update not in SHRINKAGE_UPDATES:
             raise InvalidInputError(
                 f"KNNH shrinkage_update must be one of {SHRINKAGE_UPDATES}, got {self.shrinkage_update!r}."
             )
-        if not is_int(self.n_neighbors) or not 1 <= self.n_neighbors < n_train:
+        n_neighbors = self.n_neighbors
+        if not isinstance(n_neighbors, numbers.Integral) or isinstance(n_neighbors, bool) or not 1 <= n_neighbors < n_train:
             raise InvalidInputError(
                 f"KNNH needs an integer 1 <= n_neighbors < n_train, got n_neighbors={self.n_neighbors!r} with "
                 f"{n_train} training samples; lower n_neighbors (reference: 20) or train on more samples."

@@ -8,8 +8,6 @@ LSH learns nothing: report the mean over several seeds (``--seeds``).
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .registry import register
 
 from .base import HashingMethod

@@ -52,6 +52,8 @@ import contextlib
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from common.checks import check_positive_int
+
 from .registry import register
 
 from .base import HashingMethod, InvalidInputError, one_hot
@@ -131,10 +133,8 @@ class SCDH(HashingMethod):
             value = getattr(self, name)
             if not (isinstance(value, (int, float, np.floating, np.integer)) and value > 0):
                 raise InvalidInputError(f"SCDH {name} must be a positive number, got {value!r}.")
-        if not (isinstance(self.n_epochs, (int, np.integer)) and self.n_epochs >= 1):
-            raise InvalidInputError(f"SCDH n_epochs must be a positive integer, got {self.n_epochs!r}.")
-        if not (isinstance(self.n_anchors, (int, np.integer)) and self.n_anchors >= 1):
-            raise InvalidInputError(f"SCDH n_anchors must be a positive integer, got {self.n_anchors!r}.")
+        for name in ("n_epochs", "n_anchors"):
+            check_positive_int(getattr(self, name), f"SCDH {name}", error=InvalidInputError)
         if n_train <= self.n_bits:
             raise InvalidInputError(
                 f"SCDH needs more training items than bits (Z^T Z = nI with 1^T Z = 0 requires "

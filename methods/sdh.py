@@ -45,6 +45,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from common.checks import check_positive_int
+
 from .registry import register
 
 from .base import HashingMethod, InvalidInputError, one_hot
@@ -107,8 +109,7 @@ class SDH(HashingMethod):
 
     # ------------------------------------------------------------------ fit / encode
     def _fit(self, X, y):
-        if not (isinstance(self.n_iterations, (int, np.integer)) and self.n_iterations >= 1):
-            raise InvalidInputError(f"SDH n_iterations must be a positive integer, got {self.n_iterations!r}.")
+        check_positive_int(self.n_iterations, "SDH n_iterations", error=InvalidInputError)
         n = X.shape[0]
         self.n_anchors_ = effective_anchor_count(self.n_anchors, n, "SDH")
         # anchors are drawn from the L2-normalised training rows (index choice is seeded)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
+from common.checks import check_positive_int
+
 from .base import InvalidInputError
 
 # ---------------------------------------------------------------------------- projections
@@ -221,8 +223,7 @@ def k_nearest_neighbors(X: np.ndarray, n_neighbors: int, block_size: int = 1024,
             f"itself); use an integer 1 <= n_neighbors <= {n - 1} or more training samples."
         )
     for name, value in (("block_size", block_size), ("n_threads", n_threads)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise InvalidInputError(f"{name} must be a positive integer, got {value!r}.")
+        check_positive_int(value, name, error=InvalidInputError)
     k = int(n_neighbors)
     squared_norms = np.einsum("ij,ij->i", X, X)
     neighbors = np.empty((n, k), dtype=np.int64)
@@ -265,8 +266,7 @@ def effective_anchor_count(n_anchors: int, n_train: int, method_name: str) -> in
     """
     import warnings
 
-    if isinstance(n_anchors, bool) or not isinstance(n_anchors, (int, np.integer)) or n_anchors < 1:
-        raise InvalidInputError(f"{method_name} n_anchors must be a positive integer, got {n_anchors!r}.")
+    check_positive_int(n_anchors, f"{method_name} n_anchors", error=InvalidInputError)
     if n_anchors > n_train:
         warnings.warn(
             f"{method_name}: {n_anchors} RBF anchors requested but only {n_train} training samples; "

@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-root", default=None, help="where datasets live (or are downloaded to)")
     parser.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR, help="result store and report folder")
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="feature cache (ResNet34 features)")
+    parser.add_argument("--weights", choices=("IMAGENET1K_V1", "random"), default=None,
+                        help="ResNet34 weights of the image datasets' feature cache: IMAGENET1K_V1 (the paper's, "
+                             "the default) or random (offline smoke runs only: features without ImageNet knowledge)")
     parser.add_argument("--force", action="store_true", help="recompute cells already in the result store")
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="import a module (or .py file) whose @register classes become methods")
@@ -194,6 +197,15 @@ def _experiment(args):
     return experiment, field_overrides, method_params
 
 
+def _dataset_name(args) -> str:
+    """--dataset, else the experiment's own dataset, else the offline default (digits)."""
+    from .experiments import get_experiment
+
+    if args.dataset:
+        return args.dataset
+    return get_experiment(args.experiment).dataset if args.experiment else "digits"
+
+
 def _load_data(args, dataset_name: str):
     from datasets import load_dataset
 
@@ -204,6 +216,8 @@ def _load_data(args, dataset_name: str):
         options["cache_dir"] = args.cache_dir
     if args.data_root is not None:  # a loader without data says so when given --data-root
         options["data_root"] = args.data_root
+    if args.weights is not None:  # likewise for --weights on a dataset without images
+        options["weights"] = args.weights
     return load_dataset(dataset_name, **options)
 
 
@@ -213,10 +227,15 @@ def resolve_run(args) -> ResolvedRun:
     from .specs import load_plugin
     from .store import ResultStore
 
+    from datasets import given_split_factor
+
     for plugin in args.plugin:
         load_plugin(plugin)
+    data = _load_data(args, _dataset_name(args))
+    given = given_split_factor(data)
+    if given is not None and args.imbalance_factors is None:  # its own split: the factor it has
+        args.imbalance_factors = [given]
     experiment, field_overrides, method_params = _experiment(args)
-    data = _load_data(args, args.dataset or experiment.dataset)
     run = resolve(experiment, data.name, data.default_bits, field_overrides, method_params, exclude=args.exclude)
     store = ResultStore(args.results_dir)
     return ResolvedRun(args, data, run, store)

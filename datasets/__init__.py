@@ -16,7 +16,7 @@ from .digits import load_digits_benchmark
 from .features_file import load_features_file
 from .imagenet100 import load_imagenet100
 from .lists import export_split, load_list_files, load_lists
-from .longtail import make_long_tail, zipf_class_sizes
+from .longtail import given_split_factor, make_long_tail, zipf_class_sizes
 from .lthnet_folder import load_lthnet_folder
 from .synthetic import SYNTHETIC_PRESETS, load_synthetic_benchmark
 
@@ -89,6 +89,6 @@ def load_dataset(name: str, **options) -> BenchmarkData:
 
 __all__ = [
     "BenchmarkData", "DatasetError", "LongTailProtocol", "DATASET_LOADERS", "register_dataset",
-    "list_datasets", "load_dataset", "dataset_options", "make_long_tail", "zipf_class_sizes", "export_split",
+    "list_datasets", "load_dataset", "dataset_options", "make_long_tail", "given_split_factor", "zipf_class_sizes", "export_split",
     "load_list_files",
 ]

@@ -114,8 +114,32 @@ def long_tail_train_index(
     return index, card
 
 
+def given_split_factor(data: BenchmarkData) -> float | None:
+    """The imbalance factor of a training split the dataset fixes itself (an LTHNet folder's
+    train/, imported list files), or None when splits are drawn by ``make_long_tail``.
+
+    It is the factor the split was exported with (``card["long_tail"]["imbalance_factor"]``) when
+    known, else the split's realised n_max / n_min.
+    """
+    if not str(data.card.get("train_split", "")).startswith("given") or data.train_index is None:
+        return None
+    declared = (data.card.get("long_tail") or {}).get("imbalance_factor")
+    if declared is not None:
+        return float(declared)
+    sizes = data.train_class_sizes()
+    sizes = sizes[sizes > 0]
+    return float(sizes.max() / sizes.min())
+
+
 def make_long_tail(data: BenchmarkData, imbalance_factor: float, seed: int = 0) -> BenchmarkData:
-    """The dataset with its long-tail training split for one IF and seed (database and query unchanged)."""
+    """The dataset with its long-tail training split for one IF and seed (database and query unchanged).
+
+    A dataset that brings its own training split (``given_split_factor``: an LTHNet folder's train/,
+    imported list files) keeps it at that split's factor; other factors are drawn from its database.
+    """
+    given = given_split_factor(data)
+    if given is not None and math.isclose(float(imbalance_factor), given, rel_tol=1e-6):
+        return data
     db_labels = data.labels[data.database_index]
     index, card = long_tail_train_index(
         data.database_index, db_labels, data.n_classes, imbalance_factor, seed, data.long_tail_protocol

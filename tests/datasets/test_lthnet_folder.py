@@ -78,3 +78,20 @@ def test_the_cli_options_reach_the_folder(small_demo_data, small_demo_folder):
 def test_path_is_an_alias_of_data_root(small_demo_folder, tmp_path):
     with pytest.raises(DatasetError, match="alias"):
         load_dataset("lthnet-folder", data_root=str(small_demo_folder), path=str(tmp_path))
+
+
+def test_the_cli_runs_an_lthnet_folder(small_demo_folder, tmp_path, capsys):
+    """--dataset lthnet-folder --data-root DIR from the command line: the folder's own training
+    split (train/), its own imbalance factor, the table printed."""
+    from benchmark.cli import main
+
+    argv = ["--dataset", "lthnet-folder", "--data-root", str(small_demo_folder), "--weights", "random",
+            "--cache-dir", str(tmp_path / "cache"), "--methods", "LSH", "ITQ", "--bits", "8", "--no-progress",
+            "--results-dir", str(tmp_path / "run")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "cells: 2 computed" in out and "| LSH |" in out and "IF=1 8 bits" in out
+    from benchmark.store import ResultStore
+
+    records = list(ResultStore(str(tmp_path / "run")).records())
+    assert {r["dataset"]["n_train"] for r in records} == {10}  # the folder's train/, not a redrawn split

@@ -35,14 +35,18 @@ def parse_arguments(method: str, repository: str, description: str) -> argparse.
     return arguments
 
 
-def import_reference(reference_dir: str, relative_path: str, module_name: str):
-    """Import ``relative_path`` of the reference checkout as ``module_name`` (the checkout goes first on
-    sys.path so that its own imports resolve; torchvision through the project's shim)."""
+def _put_reference_first(reference_dir: str) -> None:
     from datasets._torchvision import import_torchvision
 
     import_torchvision()  # the reference modules import torchvision (CPU torch + CUDA torchvision wheels)
     if reference_dir not in sys.path:
         sys.path.insert(0, reference_dir)
+
+
+def import_reference(reference_dir: str, relative_path: str, module_name: str):
+    """Import the file ``relative_path`` of the reference checkout as ``module_name`` (the checkout goes
+    first on sys.path so that its own imports resolve; torchvision through the project's shim)."""
+    _put_reference_first(reference_dir)
     path = os.path.join(reference_dir, relative_path)
     if not os.path.isfile(path):
         raise SystemExit(f"{path} does not exist: --reference-dir must be the root of the reference checkout.")
@@ -50,6 +54,12 @@ def import_reference(reference_dir: str, relative_path: str, module_name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def import_reference_package(reference_dir: str, dotted_name: str):
+    """Import ``dotted_name`` (e.g. "models.alexnet") from the reference checkout, as its own code does."""
+    _put_reference_first(reference_dir)
+    return importlib.import_module(dotted_name)
 
 
 def reference_commit(reference_dir: str) -> str:

@@ -124,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--list-datasets", action="store_true", help="list datasets and exit")
     parser.add_argument("--recompute-metrics", action="store_true",
                         help="re-evaluate the run's stored cells from their codes (no training), then report")
+    parser.add_argument("--export-splits", default=None, metavar="DIR",
+                        help="write the run's long-tail splits (one folder per IF and split seed) as HashNet-style "
+                             "list files (train.txt, test.txt, database.txt + split.json) under DIR, then exit; "
+                             "read them back with --dataset lists --data-root DIR/<folder>")
+    parser.add_argument("--export-images", action="store_true",
+                        help="with --export-splits: also write the images of datasets held in memory (digits, CIFAR-100)")
     parser.add_argument("--policy", choices=("tie_aware", "index_order"), default="tie_aware",
                         help="tie policy of the printed table (both are stored and written)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -292,6 +298,19 @@ def execute(resolved: ResolvedRun, plan) -> list:
     return outcomes
 
 
+def export_splits(resolved: ResolvedRun, plan) -> int:
+    """--export-splits DIR: every split of the run as list files other codebases read."""
+    from datasets import export_split
+
+    root = resolved.args.export_splits
+    for (factor, split_seed), split in sorted(plan.splits.items()):
+        folder = os.path.join(root, f"{file_slug(split.name)}_IF{factor:g}_split{split_seed}")
+        written = export_split(split, folder, write_images=resolved.args.export_images)
+        print(f"{split.name} IF={factor:g} split seed {split_seed}: {len(written)} files in {os.path.relpath(folder)}"
+              f" (train {len(split.train)}, test {len(split.query_index)}, database {len(split.database_index)})")
+    return 0
+
+
 # ---------------------------------------------------------------------------- report
 
 
@@ -353,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         resolved = resolve_run(args)
         plan = plan_run(resolved)
+        if args.export_splits:
+            return export_splits(resolved, plan)
         outcomes = execute(resolved, plan)
         return report(resolved, plan, outcomes)
     except BenchmarkError as error:

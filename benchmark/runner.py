@@ -36,7 +36,7 @@ from common.errors import BenchmarkError
 from common.modes import MODES
 from datasets import BenchmarkData, make_long_tail
 
-from .metrics import evaluate_packed, pack_codes
+from .metrics import evaluate_packed, metric_card, pack_codes
 from .specs import MethodSpec, plugin_classes, register_shipped, ship_classes
 from .store import Cell, ResultStore
 
@@ -223,6 +223,9 @@ def evaluate_codes(packed_query, packed_database, n_bits, query_labels, database
         "group_map_tie_aware": group_map(result.ap_tie_aware, query_labels, groups),
         "group_map_index_order": group_map(result.ap_index_order, query_labels, groups),
         "groups": {name: classes.tolist() for name, classes in groups.items()},
+        # mAP@all/@1000/@5000 under both AP@k normalisations and tie policies, radius-2 precision
+        # (docs/metrics.md): lines our numbers up with other codebases' conventions
+        "card": metric_card(packed_query, packed_database, query_labels, database_labels, n_bits=n_bits),
     }
     pr = {k: np.asarray(v).tolist() for k, v in (result.pr_curve or {}).items()}
     arrays = {

@@ -261,3 +261,22 @@ def test_records_name_threads_and_the_versions_actually_imported(tmp_path, monke
     assert _run(["--dataset", "digits", "--methods", "LSH", "--if", "1", "--bits", "16", "--jobs", "1",
                  "--threads", "2"], results) == 0
     assert len(ResultStore(str(results)).cells()) == 1
+
+
+def test_export_splits_and_run_them_back(tmp_path, capsys):
+    """--export-splits writes HashNet-style lists; --dataset lists reads them back: the same rows,
+    labels and training split, so the run computes the same cell (same data fingerprint)."""
+    exported = tmp_path / "lists"
+    assert main(["--dataset", "digits", "--if", "100", "--export-splits", str(exported)]) == 0
+    folder = exported / "digits_IF100_split0"
+    assert {p.name for p in folder.iterdir()} >= {"train.txt", "test.txt", "database.txt", "split.json"}
+    first = (folder / "train.txt").read_text().splitlines()[0].split()
+    assert first[0].startswith("digits/") and len(first[1:]) == 10 and first[1:].count("1") == 1
+    results = tmp_path / "run"
+    assert _run(["--dataset", "digits", "--methods", "ITQ", "--if", "100", "--bits", "16"], results) == 0
+    capsys.readouterr()
+    assert _run(["--dataset", "lists", "--data-root", str(folder), "--methods", "ITQ", "--bits", "16"], results) == 0
+    out = capsys.readouterr().out
+    assert "IF=100 16 bits" in out
+    records = list(ResultStore(str(results)).records())
+    assert len({r["cell"]["data_fingerprint"] for r in records}) == 1  # the same data, twice

@@ -40,6 +40,11 @@ def test_tables_and_records_are_written(finished_run, capsys):
     for key in ("metrics", "timings", "versions", "method", "dataset"):
         assert key in record
     assert set(record["metrics"]["group_map_tie_aware"]) == {"head", "medium", "tail"}
+    card = record["metrics"]["card"]  # the metric card of every cell (docs/metrics.md)
+    assert card["map@all/tie_aware"] == pytest.approx(record["metrics"]["map_tie_aware"], abs=1e-12)
+    assert card["map@all/index_order"] == pytest.approx(record["metrics"]["map_index_order"], abs=1e-12)
+    assert 0 <= card["map@1000/min_k_l/tie_aware"] <= card["map@1000/retrieved/tie_aware"] + 1e-12
+    assert 0 <= card["empty_r2_share"] <= 1 and 0 <= card["precision@r2"] <= 1
 
 
 def test_rerun_skips_finished_cells(finished_run, capsys):

@@ -60,6 +60,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.checks import check_positive_int
+
 from ._deep import DeepHashingMethod
 from .base import InvalidInputError
 from .registry import register
@@ -156,14 +158,12 @@ class ACHNet(DeepHashingMethod):
         self.hidden_dim = hidden_dim
 
     def build_head(self, in_dim: int, n_classes: int) -> nn.Module:
-        hidden_dim = self.hidden_dim
-        if isinstance(hidden_dim, bool) or not isinstance(hidden_dim, (int, np.integer)) or hidden_dim <= 0:
-            raise InvalidInputError(f"hidden_dim must be a positive integer, got {hidden_dim!r}.")
+        hidden_dim = check_positive_int(self.hidden_dim, "hidden_dim", error=InvalidInputError)
         for name in ("contrastive_balance", "temperature", "probability_epsilon"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not value >= 0:
                 raise InvalidInputError(f"{name} must be a non-negative number, got {value!r}.")
-        return ACHNetHead(in_dim, int(hidden_dim), int(self.n_bits), n_classes)
+        return ACHNetHead(in_dim, hidden_dim, int(self.n_bits), n_classes)
 
     def on_fit_start(self, trainer) -> None:
         n_present = int((trainer.class_counts > 0).sum())

@@ -2,9 +2,7 @@
 on long-tail clusters, fine-tuning end to end."""
 from __future__ import annotations
 
-import json
 import math
-import os
 
 import numpy as np
 import pytest
@@ -14,19 +12,12 @@ import torch.nn.functional as F
 from methods.achnet import (ACHNet, ACHNetHead, achnet_loss, centre_contrastive_loss, class_centres,
                             classification_loss)
 from methods.base import InvalidInputError
-
-PARITY = os.path.join(os.path.dirname(__file__), "data", "parity_achnet.json")
+from parity_data import checksum, load_parity
 
 
 @pytest.fixture(scope="module")
 def parity():
-    with open(PARITY) as handle:
-        return json.load(handle)
-
-
-def checksum(tensor):
-    values = tensor.double()
-    return [values.sum().item(), values.pow(2).sum().item()]
+    return load_parity("achnet")
 
 
 def test_loss_value_by_hand():

@@ -1,9 +1,7 @@
 """DHN: loss by hand, stable log cosh, parity with the reference DHNLoss, learning on long-tail clusters."""
 from __future__ import annotations
 
-import json
 import math
-import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,8 +10,7 @@ from torch.autograd import gradcheck
 
 from methods.dhn import DHN, dhn_loss, log_cosh
 from methods.dpsh import pairwise_similarity
-
-PARITY = os.path.join(os.path.dirname(__file__), "data", "parity_dhn.json")
+from parity_data import load_parity
 
 
 def test_loss_value_by_hand():
@@ -46,8 +43,7 @@ def test_log_cosh_is_stable():
 def test_parity_with_reference_loss():
     """Same seeded batches as swuxyj/DeepHash-pytorch DHNLoss (benchmarks/parity/dhn_reference_loss.py):
     three consecutive calls through DHN.loss with its memory bank, to 1e-6."""
-    with open(PARITY) as handle:
-        fixture = json.load(handle)
+    fixture = load_parity("dhn")
     inputs = fixture["inputs"]
     labels = torch.tensor(inputs["train_labels"])
     for alpha, reference_values in fixture["reference_losses_by_alpha"].items():

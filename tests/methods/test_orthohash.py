@@ -2,9 +2,7 @@
 learning on long-tail clusters."""
 from __future__ import annotations
 
-import json
 import math
-import os
 
 import numpy as np
 import pytest
@@ -13,14 +11,12 @@ import torch
 from methods.base import InvalidInputError
 from methods.orthohash import (OrthoHash, OrthoHashHead, bernoulli_codebook, optimized_codebook, orthohash_loss,
                                quantization_error)
-
-PARITY = os.path.join(os.path.dirname(__file__), "data", "parity_orthohash.json")
+from parity_data import load_parity
 
 
 @pytest.fixture(scope="module")
 def parity():
-    with open(PARITY) as handle:
-        return json.load(handle)
+    return load_parity("orthohash")
 
 
 def test_loss_value_by_hand():

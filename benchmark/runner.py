@@ -275,6 +275,36 @@ def _thread_limit(threads: int | None):
                 torch.set_num_threads(previous)
 
 
+def _build_method(spec: MethodSpec, cell: Cell, data: BenchmarkData):
+    """The cell's method: its spec with the cell's bits and seed; deep methods also get the cell's
+    mode and the dataset they train on (the paper's per-dataset batch sizes in settings="paper").
+    Neither changes the spec key: the mode is in the cell, the dataset too."""
+    method = spec.build(n_bits=cell.n_bits, random_state=cell.seed)
+    params = method.get_params()
+    if "mode" in params:
+        method.set_params(mode=cell.mode)
+    if "dataset" in params and params["dataset"] is None:
+        method.set_params(dataset=data.name)
+    return method
+
+
+def _query_map_diagnostic(data: BenchmarkData, cell: Cell) -> Callable:
+    """``diagnostic(encode) -> query MAP`` of the network as it is mid-training (tie-aware), for the
+    deep trainer's per-epoch diagnostic. Recorded beside the final-epoch result, never used to
+    select anything: it shows how much a best-epoch-on-query selection would have inflated MAP."""
+    query = _inputs(data, data.query_index, cell.mode)
+    database = _inputs(data, data.database_index, cell.mode)
+    query_labels = data.labels[data.query_index]
+    database_labels = data.labels[data.database_index]
+
+    def diagnostic(encode) -> float:
+        result = evaluate_packed(pack_codes(encode(query)), pack_codes(encode(database)), query_labels,
+                                 database_labels, n_bits=cell.n_bits, precision_ks=(), pr_curve=False)
+        return float(result.map_tie_aware)
+
+    return diagnostic
+
+
 def run_cell(task: CellTask, progress: Callable | None = None) -> CellOutcome:
     """Fit, encode, evaluate and store one cell, unless it is stored already or another live run
     has claimed it. ``progress(cell, text)`` (optional) hears per-epoch progress of deep methods."""
@@ -293,11 +323,11 @@ def run_cell(task: CellTask, progress: Callable | None = None) -> CellOutcome:
     try:
         with store.heartbeat(cell), _thread_limit(task.threads):
             data = task.split()
-            method = spec.build(n_bits=cell.n_bits, random_state=cell.seed)
-            if "mode" in method.get_params():
-                method.set_params(mode=cell.mode)
+            method = _build_method(spec, cell, data)
             if progress is not None and hasattr(method, "progress_callback_"):
                 method.progress_callback_ = lambda text: progress(cell, text)
+            if hasattr(method, "diagnostic_callback_"):  # the protocol-inflation diagnostic (never selects)
+                method.diagnostic_callback_ = _query_map_diagnostic(data, cell)
             train = data.train
             X_train, y_train = _inputs(data, train, cell.mode, training=True), data.labels[train]
             with warnings.catch_warnings(record=True) as caught:

@@ -292,8 +292,10 @@ def execute(resolved: ResolvedRun, plan) -> list:
                             progress=not args.no_progress, submit=submit)
     counts = {status: sum(o.status == status for o in outcomes)
               for status in ("done", "skipped", "claimed", "failed", "unsupported")}
-    print(f"cells: {counts['done']} computed, {counts['skipped']} already stored, {counts['failed']} failed, "
-          f"{counts['unsupported']} not applicable"
+    lost = sum(o.status == "failed" and "worker" in o.message and "died" in o.message for o in outcomes)
+    print(f"cells: {counts['done']} computed, {counts['skipped']} already stored, {counts['failed']} failed"
+          + (f" ({lost} with a worker that died: a re-run computes them)" if lost else "")
+          + f", {counts['unsupported']} not applicable"
           + (f", {counts['claimed']} being computed by another run" if counts["claimed"] else ""))
     return outcomes
 

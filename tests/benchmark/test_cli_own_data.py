@@ -280,3 +280,28 @@ def test_export_splits_and_run_them_back(tmp_path, capsys):
     assert "IF=100 16 bits" in out
     records = list(ResultStore(str(results)).records())
     assert len({r["cell"]["data_fingerprint"] for r in records}) == 1  # the same data, twice
+
+
+def test_a_cell_lost_with_a_dead_dask_worker_is_in_the_summary(tmp_path, monkeypatch, capsys):
+    import contextlib
+    import types
+
+    from benchmark.runner import CellOutcome
+
+    @contextlib.contextmanager
+    def dask_submit(address):
+        def submit(fn, tasks):
+            (task,) = tasks[0]
+            return [CellOutcome(task.cell, "failed", f"{task.cell.describe()} failed: its Dask worker died while "
+                                                     "running it (KilledWorker: ...); a re-run computes the missing cells")]
+        yield submit
+
+    fake = types.ModuleType("benchmark.distributed")
+    fake.dask_submit = dask_submit
+    monkeypatch.setitem(sys.modules, "benchmark.distributed", fake)
+    code = _run(["--dataset", "digits", "--methods", "LSH", "--if", "1", "--bits", "16", "--scheduler", "local:2"],
+                tmp_path / "run")
+    assert code == 1
+    captured = capsys.readouterr()
+    assert "1 failed (1 with a worker that died: a re-run computes them)" in captured.out
+    assert "its Dask worker died" in captured.err

@@ -91,7 +91,7 @@ class HashingMethod(BaseEstimator):
     Subclasses implement ``_fit(X, y)`` and ``_encode(X) -> real-valued (n, n_bits) array``
     (binarised here with ``>= 0 -> +1``), or override ``encode`` when they produce codes directly.
     ``__init__`` must only store its arguments (scikit-learn rule), so ``clone`` and
-    ``get_params``/``set_params`` work.
+    ``get_params``/``set_params`` work; ``validate_params()`` checks their values without data.
 
     Class attributes:
         name: the registry name (set by ``@register``).
@@ -117,6 +117,12 @@ class HashingMethod(BaseEstimator):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ public API
+    def validate_params(self) -> None:
+        """Check the parameter values without data (InvalidInputError naming the parameter); the
+        runner calls it when it reads a method spec, before any training. The base checks
+        ``n_bits``; a method extends it (``super().validate_params()`` first) with its own."""
+        self._check_n_bits()
+
     def fit(self, X, y=None):
         self._check_n_bits()
         X = check_features(X)

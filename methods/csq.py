@@ -37,8 +37,15 @@ Hyperparameters and their sources:
 * Optimisation comes from the shared trainer (paper §6.3 by default, ``settings="features"`` for
   heads on frozen features); DeepHash-pytorch uses RMSprop lr 1e-5, weight decay 1e-5, batch 64.
 
-In "features" mode only the hash layer is learned on frozen ResNet34 features (the paper fine-tunes
-end to end: ``mode="finetune"``).
+* Hash-layer initialisation (``head_init="reference"``): weights N(0, 0.01^2), bias 0
+  (``reference_head_init = "normal"``): DeepHash-pytorch CSQ.py (commit ab14068) trains
+  ``"net": ResNet``, whose network.py ``hash_layer`` is initialised so.
+* Fine-tuning batch size of ``settings="paper"``: 64 (DeepHash-pytorch CSQ.py line 38;
+  methods/data/finetune_protocol.csv).
+
+In "features" mode the head sits on the shared trainable trunk (``Linear(512, 2000)`` + ReLU,
+methods/_deep/trunk.py) over frozen ResNet34 features, standing in for the fine-tuned backbone of
+the paper (``mode="finetune"``); ``trunk="none"`` gives the bare linear head.
 """
 from __future__ import annotations
 
@@ -109,6 +116,7 @@ class CSQ(DeepHashingMethod):
     """Central similarity quantization: pull each item's code towards its class's hash centre."""
 
     test_params: ClassVar[dict] = {"settings": "features", "n_epochs": 3, "n_threads": 1}
+    reference_head_init: ClassVar[str] = "normal"  # see the module docstring
 
     def __init__(self, n_bits: int = 64, random_state: int | None = 0, *, quantization_weight: float = 1e-4,
                  **trainer_params):

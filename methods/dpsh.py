@@ -26,8 +26,16 @@ Hyperparameters and their sources:
   for heads on frozen cached features (the reference uses SGD lr 0.05, batch 128, 150 epochs with
   an AlexNet; the LTHNet paper re-tunes every deep method to its own settings).
 
-Deliberate deviations: none in the loss. In "features" mode only the hash layer is learned on
-frozen ResNet34 features (the paper fine-tunes end to end: ``mode="finetune"``).
+* Hash-layer initialisation (``head_init="reference"``): PyTorch's default ``nn.Linear`` (CNN_model.py
+  builds ``nn.Linear(4096, bit)`` and initialises nothing; ``reference_head_init = "pytorch"``).
+  ``head_init`` is a trainer parameter (methods/_deep/trunk.py).
+* Fine-tuning batch size of ``settings="paper"``: 128 (DPSH_CIFAR_10.py ``batch_size = 128``;
+  methods/data/finetune_protocol.csv).
+
+Deliberate deviations: none in the loss. In "features" mode the head sits on the shared trainable
+trunk (``Linear(512, 2000)`` + ReLU, methods/_deep/trunk.py) over frozen ResNet34 features, standing
+in for the fine-tuned backbone of the paper (``mode="finetune"``); ``trunk="none"`` gives the bare
+linear head.
 """
 from __future__ import annotations
 
@@ -78,6 +86,7 @@ class DPSH(DeepHashingMethod):
     """Deep pairwise-supervised hashing with a memory bank of all training outputs."""
 
     test_params: ClassVar[dict] = {"settings": "features", "n_epochs": 3, "n_threads": 1}
+    reference_head_init: ClassVar[str] = "pytorch"  # see the module docstring
 
     def __init__(self, n_bits: int = 64, random_state: int | None = 0, *, quantization_weight: float = 10.0,
                  **trainer_params):

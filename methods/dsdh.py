@@ -25,9 +25,16 @@ zeros (dsdh.py); head = one linear layer to K bits + tanh (models/alexnet.py ``h
 Optimisation comes from the shared trainer (paper §6.3 by default; the reference also uses RMSprop,
 lr 1e-5, weight decay 1e-5 and cosine annealing, 150 epochs, batch 128).
 
+Hash-layer initialisation (``head_init="reference"``): PyTorch's default ``nn.Linear`` (models/alexnet.py
+``hash_layer = nn.Sequential(nn.Linear(4096, code_length), nn.Tanh())``, no initialisation;
+``reference_head_init = "pytorch"``). Fine-tuning batch size of ``settings="paper"``: 128 (run.py
+``--batch-size`` default; methods/data/finetune_protocol.csv).
+
 Deliberate deviations: none in the objective. W and B are computed in float64 NumPy. Codes of
 new items come from the network (sgn of its output), as in the reference's ``generate_code``. In
-"features" mode only the hash layer is learned (the paper fine-tunes: ``mode="finetune"``).
+"features" mode the head sits on the shared trainable trunk (``Linear(512, 2000)`` + ReLU,
+methods/_deep/trunk.py) standing in for the fine-tuned backbone (``mode="finetune"``);
+``trunk="none"`` gives the bare head.
 """
 from __future__ import annotations
 
@@ -103,6 +110,7 @@ class DSDH(DeepHashingMethod):
     """Pairwise likelihood + linear classification of discrete codes, with W/B steps every epoch."""
 
     test_params: ClassVar[dict] = {"settings": "features", "n_epochs": 3, "n_threads": 1}
+    reference_head_init: ClassVar[str] = "pytorch"  # see the module docstring
 
     def __init__(self, n_bits: int = 64, random_state: int | None = 0, *, mu: float = 1e-2, nu: float = 1.0,
                  eta: float = 1e-2, dcc_sweeps: int = 1, **trainer_params):

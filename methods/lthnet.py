@@ -25,8 +25,15 @@ Hyperparameters and their sources:
   divided by its maximum over classes as in the reference ``LTHNetLoss`` (beta = 0: all weights 1).
 * ``use_meta_embedding`` = True; False removes the extended DME module, v_meta = v_direct
   (the Fig. 5 ablation; the reference's ``dynamic_meta_embedding`` flag).
-* ``hidden_dim`` = 2000 (Table 1; §4.1 matches the 2000 anchors of the kernel methods). Smaller
-  values only serve quick tests.
+* ``hidden_dim`` = 2000 (Table 1; §4.1 matches the 2000 anchors of the kernel methods), the shared
+  trunk width ``TRUNK_WIDTH`` of methods/_deep/trunk.py. Smaller values only serve quick tests.
+* Trunk: the direct-feature layer (FC 512 -> 2000 + ReLU) IS the trainable trunk every deep method
+  gets in features mode (``brings_own_trunk = True``, ``own_trunk(head)``), so no shared trunk is
+  added: ``settings_["trunk"] == "own"`` and the other methods' shared trunk has exactly the
+  direct layer's parameter count (1,026,000 on 512-d features).
+* Hash-layer initialisation (``head_init="reference"``): PyTorch's default ``nn.Linear`` -- the
+  reference models/resmet34.py builds ``self.hash_layer = nn.Linear(feature_dim, code_length)``
+  and initialises nothing (``reference_head_init = "pytorch"``).
 * optimisation: the shared trainer's ``settings="auto"``: in ``mode="finetune"`` the paper's
   (§6.3: RMSprop, lr 1e-5, weight decay 5e-4, cosine annealing, 100 epochs, batch 8 on CIFAR-100 /
   16 on ImageNet100); in ``mode="features"`` the validated preset row ``feature_preset = "lthnet"``
@@ -61,7 +68,7 @@ from torch import nn
 
 from common.checks import check_nonnegative_int, check_positive_int
 
-from ._deep import DeepHashingMethod
+from ._deep import TRUNK_WIDTH, DeepHashingMethod
 from ._dpp import diverse_prototypes
 from .base import InvalidInputError
 from .registry import register
@@ -160,25 +167,40 @@ class LTHNet(DeepHashingMethod):
     square_loss = False
     #: the validated frozen-feature preset (methods/data/deep_feature_presets.csv): lr 1e-4
     feature_preset = "lthnet"
+    #: models/resmet34.py leaves its hash layer at PyTorch's default initialisation
+    reference_head_init = "pytorch"
+    #: the direct-feature layer is the trunk (methods/_deep/trunk.py): no shared trunk is added
+    brings_own_trunk = True
     table_variants = ({"k": 0}, {"k": 3})
     test_params = {"n_epochs": 4, "learning_rate": 1e-3, "batch_size": 64, "hidden_dim": 128}
 
     def __init__(self, n_bits: int = 64, random_state: int | None = 0, *, k: int = 3, beta: float = 0.0,
-                 use_meta_embedding: bool = True, hidden_dim: int = 2000, **trainer_params):
+                 use_meta_embedding: bool = True, hidden_dim: int = TRUNK_WIDTH, **trainer_params):
         super().__init__(n_bits=n_bits, random_state=random_state, **trainer_params)
         self.k = k
         self.beta = beta
         self.use_meta_embedding = use_meta_embedding
         self.hidden_dim = hidden_dim
 
+    def validate_params(self) -> None:
+        """The trainer's parameters, then k >= 0, beta in [0, 1), hidden_dim >= 1, use_meta_embedding a bool."""
+        super().validate_params()
+        check_nonnegative_int(self.k, "k (DPP prototypes per class)", error=InvalidInputError)
+        beta = self.beta
+        if isinstance(beta, bool) or not (isinstance(beta, (int, float, np.floating)) and 0 <= beta < 1):
+            raise InvalidInputError(f"beta must lie in [0, 1) (eq. 13), got {beta!r}.")
+        check_positive_int(self.hidden_dim, "hidden_dim", error=InvalidInputError)
+        if not isinstance(self.use_meta_embedding, (bool, np.bool_)):
+            raise InvalidInputError(f"use_meta_embedding must be True or False, got {self.use_meta_embedding!r}.")
+
     # -------------------------------------------------------------- hooks
     def build_head(self, in_dim: int, n_classes: int) -> nn.Module:
-        k = check_nonnegative_int(self.k, "k (DPP prototypes per class)", error=InvalidInputError)
-        if not (isinstance(self.beta, (int, float, np.floating)) and 0 <= self.beta < 1):
-            raise InvalidInputError(f"beta must lie in [0, 1) (eq. 13), got {self.beta!r}.")
-        hidden_dim = check_positive_int(self.hidden_dim, "hidden_dim", error=InvalidInputError)
-        return LTHNetHead(in_dim, hidden_dim, int(self.n_bits), n_classes, int(k),
+        return LTHNetHead(in_dim, int(self.hidden_dim), int(self.n_bits), n_classes, int(self.k),
                           bool(self.use_meta_embedding))
+
+    def own_trunk(self, head: nn.Module) -> nn.Module:
+        """The direct-feature layer (FC in_dim -> hidden_dim, then ReLU): LTHNet's trunk."""
+        return head.direct_layer
 
     def on_fit_start(self, trainer) -> None:
         weights = class_balanced_weights(trainer.class_counts.cpu().numpy(), float(self.beta))

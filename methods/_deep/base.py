@@ -44,15 +44,29 @@ Hooks (all optional except ``build_head`` and ``loss``), called with the live ``
   HashNet's continuation schedule. Do no host synchronisation here.
 * ``on_fit_end(trainer)``: after the last epoch (e.g. drop memory banks that encode does not need).
 
-Class attribute ``feature_preset`` names the row of ``methods/data/deep_feature_presets.csv``
-that ``settings="features"`` uses (``"default"`` unless the method validated its own).
+* ``hash_layers(head) -> list[nn.Linear]``: the layer(s) ``head_init`` initialises (default:
+  ``head.hash_layer`` or every ``nn.Linear`` with n_bits outputs; see ``trunk.py``).
+* ``validate_params()``: checks every parameter value without data (the runner calls it when it
+  reads a method spec, ``fit`` calls it first); a method extends it with its own checks.
+
+Class attributes: ``feature_preset`` names the row of ``methods/data/deep_feature_presets.csv``
+that ``settings="features"`` uses (``"default"`` unless the method validated its own);
+``reference_head_init`` the initialisation of the hash layer in the method's reference code
+(``"normal"``, ``"pytorch"`` or ``"as_built"``: see ``trunk.py``); ``brings_own_trunk`` (with
+``own_trunk(head)``) marks a method whose network starts with its own trunk-like layer (LTHNet),
+which then gets no shared trunk.
+
+Network capacity (``trunk``, ``trunk.py``): in ``mode="features"`` every head is built on a shared
+trainable trunk ``Linear(in_dim, 2000)`` + ReLU (LTHNet's direct-feature layer's width and
+activation), standing in for the fine-tuned top of the backbone; ``trunk="none"`` gives the bare
+heads. Runner hooks ``progress_callback_`` and ``diagnostic_callback_``: see ``trainer.py``.
 
 Trainer services for hooks (``forward_all``, ``log``, ``n_train``, ``class_counts``, ``generator``...):
 see ``trainer.py``.
 
 Modes: ``mode="features"`` (default): the ResNet34 backbone is frozen and its 512-d output cached,
-so X is the cached feature matrix (n, d) and only the head is trained (CPU, or GPU when ``device``
-says so). ``mode="finetune"``: ResNet34 plus the head are trained end to end on an image source
+so X is the cached feature matrix (n, d) and the trunk and the head are trained (CPU, or GPU when
+``device`` says so). ``mode="finetune"``: ResNet34 plus the head are trained end to end on an image source
 (``backbone.py``), on the GPU with bfloat16 autocast when CUDA is available.
 
 The final epoch's network is kept: no epoch is ever selected on query data (the reference code
@@ -65,24 +79,31 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from common.checks import check_nonnegative_int, check_positive_int
+
 from ..base import HashingMethod, InvalidInputError, binarize, check_features, check_labels
 from .backbone import check_image_source, image_loader
 from .settings import DEFAULT_FEATURE_PRESET, PAPER_SETTINGS, TRAINER_PARAMETERS, check_mode, resolve_settings
 from .trainer import DeepTrainer, TrainingDivergedError, codes_tensor
+from .trunk import check_head_init, find_hash_layers, resolve_trunk
+
+#: instance attributes the runner may set for one fit; never kept after it, never pickled
+RUNNER_HOOKS = ("progress_callback_", "diagnostic_callback_")
 
 
 class DeepHashingMethod(HashingMethod):
     """Base of the deep hashing methods: subclasses supply ``build_head`` and ``loss`` (see module doc).
 
-    Fitted attributes: ``head_`` (the trained head, on CPU), ``backbone_`` (fine-tuned ResNet34 or
-    None), ``n_classes_``, ``training_log_`` ({"loss": per-epoch mean loss, "learning_rate": ...}),
-    ``settings_`` (the resolved optimisation settings).
+    Fitted attributes: ``head_`` (the trained head, on CPU), ``trunk_`` (the trained shared trunk
+    or None), ``backbone_`` (fine-tuned ResNet34 or None), ``n_classes_``, ``training_log_``
+    ({"loss": per-epoch mean loss, "learning_rate": ...}), ``settings_`` (the resolved settings:
+    optimisation, ``preset``, ``batch_size_source``, ``dataset``, ``trunk``, ``head_init``).
     """
 
     family: ClassVar[str] = "deep"
@@ -91,11 +112,19 @@ class DeepHashingMethod(HashingMethod):
     encode_batch_size: ClassVar[int] = 1024
     #: the row of methods/data/deep_feature_presets.csv that ``settings="features"`` uses
     feature_preset: ClassVar[str] = DEFAULT_FEATURE_PRESET
+    #: the hash layer's initialisation in the method's reference code (trunk.py REFERENCE_HEAD_INITS)
+    reference_head_init: ClassVar[str] = "as_built"
+    #: True for a method whose network starts with its own trunk (LTHNet): no shared trunk is added
+    brings_own_trunk: ClassVar[bool] = False
+    #: runner hooks (trainer.py): set on an instance for one fit, reset after it, never pickled
+    progress_callback_: ClassVar[Callable | None] = None
+    diagnostic_callback_: ClassVar[Callable | None] = None
 
     def __init__(self, n_bits: int = 64, random_state: int | None = 0, *, mode: str = "features",
                  settings: str = "auto", optimizer: str | None = None, learning_rate: float | None = None,
                  weight_decay: float | None = None, lr_schedule: str | None = None,
                  n_epochs: int | None = None, batch_size: int | None = None, n_classes: int | None = None,
+                 dataset: str | None = None, trunk: str = "auto", head_init: str = "reference",
                  backbone_weights: str = "IMAGENET1K_V1", device: str | None = None,
                  n_threads: int | None = None, num_workers: int = 0):
         super().__init__(n_bits=n_bits, random_state=random_state)
@@ -108,6 +137,9 @@ class DeepHashingMethod(HashingMethod):
         self.n_epochs = n_epochs
         self.batch_size = batch_size
         self.n_classes = n_classes
+        self.dataset = dataset
+        self.trunk = trunk
+        self.head_init = head_init
         self.backbone_weights = backbone_weights
         self.device = device
         self.n_threads = n_threads
@@ -169,13 +201,46 @@ class DeepHashingMethod(HashingMethod):
         """The relaxed codes (n, n_bits) inside the head's output."""
         return codes_tensor(outputs)
 
+    def hash_layers(self, head: nn.Module) -> list:
+        """The layer(s) of ``head`` that ``head_init`` initialises: ``head.hash_layer`` when it is a
+        ``nn.Linear``, else every ``nn.Linear`` with n_bits outputs (``trunk.py``)."""
+        return find_hash_layers(head, int(self.n_bits))
+
+    def own_trunk(self, head: nn.Module) -> nn.Module | None:
+        """The method's own trunk inside ``head`` (only for ``brings_own_trunk`` methods)."""
+        return None
+
     # -------------------------------------------------------------- settings
     def resolved_settings(self) -> dict:
-        """The optimisation settings of this run: the ``settings`` preset (``"auto"`` resolved by
-        ``mode``; ``"features"``: the row ``feature_preset`` of the presets file), overridden by the
-        explicit parameters; ``"preset"`` names the preset used (see ``settings.py``)."""
+        """The settings of this run: the ``settings`` preset (``"auto"`` resolved by ``mode``;
+        ``"features"``: the row ``feature_preset`` of the presets file; ``"paper"``: §6.3 with the
+        method's batch size on ``dataset``), overridden by the explicit parameters; ``"preset"``
+        names the preset used (see ``settings.py``); plus the resolved ``trunk`` and ``head_init``."""
         overrides = {key: getattr(self, key) for key in PAPER_SETTINGS}
-        return resolve_settings(self.settings, self.mode, overrides, type(self).feature_preset)
+        resolved = resolve_settings(self.settings, self.mode, overrides, type(self).feature_preset,
+                                    method=type(self).name or type(self).__name__, dataset=self.dataset)
+        resolved["trunk"] = resolve_trunk(self.trunk, self.mode, type(self).brings_own_trunk, type(self).__name__)
+        resolved["head_init"] = check_head_init(self.head_init)
+        return resolved
+
+    def validate_params(self) -> None:
+        """Check every parameter value without data: n_bits, mode, the settings (each optimisation
+        value), trunk, head_init, n_classes; a subclass extends it with its own parameters. Raises
+        InvalidInputError naming the parameter."""
+        super().validate_params()
+        check_mode(self.mode)
+        self.resolved_settings()
+        if self.n_classes is not None:
+            check_positive_int(self.n_classes, "n_classes", error=InvalidInputError)
+        if self.n_threads is not None:
+            check_positive_int(self.n_threads, "n_threads", error=InvalidInputError)
+        check_nonnegative_int(self.num_workers, "num_workers", error=InvalidInputError)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        for name in RUNNER_HOOKS:
+            state.pop(name, None)  # a runner's callback is no part of the fitted model
+        return state
 
     def _torch_device(self) -> torch.device:
         if self.device is not None:
@@ -209,8 +274,14 @@ class DeepHashingMethod(HashingMethod):
 
     # -------------------------------------------------------------- fit / encode
     def fit(self, X, y=None):
-        self._check_n_bits()
-        check_mode(self.mode)
+        try:
+            return self._fit_network(X, y)
+        finally:
+            for name in RUNNER_HOOKS:
+                self.__dict__.pop(name, None)  # back to the class attribute None
+
+    def _fit_network(self, X, y):
+        self.validate_params()
         settings = self.resolved_settings()
         if self.mode == "features":
             X = check_features(X).astype(np.float32)
@@ -240,39 +311,37 @@ class DeepHashingMethod(HashingMethod):
             finally:
                 del self.trainer_
         self.head_ = trainer.head.cpu().eval()
+        self.trunk_ = trainer.trunk.cpu().eval() if trainer.trunk is not None else None
         self.backbone_ = trainer.backbone.cpu().eval() if trainer.backbone is not None else None
         self.training_log_ = trainer.training_log
         self.is_fitted_ = True
         return self
 
     @torch.no_grad()
-    def relaxed_codes(self, X) -> np.ndarray:
-        """The real-valued (tanh) codes of X in eval mode, as float32 (n, n_bits)."""
-        self._check_fitted()
-        device = self._torch_device()
-        head = self.head_.to(device).eval()
-        backbone = self.backbone_.to(device).eval() if self.backbone_ is not None else None
+    def network_relaxed_codes(self, X, head: nn.Module, trunk: nn.Module | None, backbone: nn.Module | None,
+                              device: torch.device) -> np.ndarray:
+        """The real-valued codes of X through backbone -> trunk -> head (modules on ``device``, in
+        the mode the caller set), as float32 (n, n_bits); the fitted network's and the trainer's."""
         chunks = []
-        with self._torch_context(device):
-            autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-                        if device.type == "cuda" else contextlib.nullcontext())
-            with autocast:
-                if self.mode == "features":
-                    X = check_features(X, n_features=self.n_features_in_).astype(np.float32)
-                    inputs = torch.from_numpy(X)
-                    for start in range(0, X.shape[0], self.encode_batch_size):
-                        batch = inputs[start:start + self.encode_batch_size].to(device)
-                        chunks.append(self.codes_from_outputs(head(batch)).float().cpu())
-                else:
-                    source = check_image_source(X)
-                    loader = image_loader(source, list(range(len(source))), 128, self.num_workers, device)
-                    for images, _ in loader:
-                        features = backbone(images.to(device, non_blocking=True))
-                        chunks.append(self.codes_from_outputs(head(features)).float().cpu())
-        if device.type != "cpu":
-            self.head_.cpu()
-            if self.backbone_ is not None:
-                self.backbone_.cpu()
+        autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+                    if device.type == "cuda" else contextlib.nullcontext())
+        with autocast:
+            if self.mode == "features":
+                X = check_features(X, n_features=self.n_features_in_).astype(np.float32)
+                inputs = torch.from_numpy(X)
+                for start in range(0, X.shape[0], self.encode_batch_size):
+                    features = inputs[start:start + self.encode_batch_size].to(device)
+                    if trunk is not None:
+                        features = trunk(features)
+                    chunks.append(self.codes_from_outputs(head(features)).float().cpu())
+            else:
+                source = check_image_source(X)
+                loader = image_loader(source, list(range(len(source))), 128, self.num_workers, device)
+                for images, _ in loader:
+                    features = backbone(images.to(device, non_blocking=True))
+                    if trunk is not None:
+                        features = trunk(features)
+                    chunks.append(self.codes_from_outputs(head(features)).float().cpu())
         codes = torch.cat(chunks).numpy()
         if not np.isfinite(codes).all():
             raise TrainingDivergedError(
@@ -280,6 +349,23 @@ class DeepHashingMethod(HashingMethod):
                 "Lower learning_rate and fit again."
             )
         return codes
+
+    def relaxed_codes(self, X) -> np.ndarray:
+        """The real-valued (tanh) codes of X in eval mode, as float32 (n, n_bits)."""
+        self._check_fitted()
+        device = self._torch_device()
+        modules = [module for module in (self.head_, getattr(self, "trunk_", None), self.backbone_)
+                   if module is not None]
+        for module in modules:
+            module.to(device).eval()
+        try:
+            with self._torch_context(device):
+                return self.network_relaxed_codes(X, self.head_, getattr(self, "trunk_", None), self.backbone_,
+                                                  device)
+        finally:
+            if device.type != "cpu":
+                for module in modules:
+                    module.cpu()
 
     def encode(self, X) -> np.ndarray:
         codes = binarize(self.relaxed_codes(X))

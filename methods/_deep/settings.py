@@ -9,8 +9,13 @@ preset actually used), and the runner stores them in every cell's record.
 * ``settings="auto"`` (default): ``"features"`` in ``mode="features"``, ``"paper"`` in
   ``mode="finetune"``.
 * ``settings="paper"``: §6.3 of the LTHNet paper, used for every deep method there: RMSprop,
-  learning rate 1e-5, weight decay 5e-4, cosine annealing, 100 epochs, batch size 8 (CIFAR-100;
-  the paper uses 16 on ImageNet100: pass ``batch_size=16``). One flag away in feature mode, e.g.
+  learning rate 1e-5, weight decay 5e-4, cosine annealing, 100 epochs; the batch size is the
+  method's fine-tuning protocol on the dataset it trains on (``dataset``, set by the runner to the
+  benchmark's name): the rows of ``methods/data/finetune_protocol.csv`` (``FINETUNE_PROTOCOL``):
+  LTHNet and LTHNet_sq 8 on CIFAR-100 and 16 on ImageNet100 (§6.3), every baseline its reference
+  code's batch size (§6.5: the baselines' batch sizes were tuned, not LTHNet's); a dataset without
+  rows uses the ``cifar100`` rows, a method without rows LTHNet's. ``settings_["batch_size_source"]``
+  says where the batch size came from. One flag away in feature mode, e.g.
   ``--methods "LTHNet(k=3, settings='paper')"`` on the command line.
 * ``settings="features"``: the preset for heads on frozen cached features, chosen by a validation
   study on a split held out from the *training* split (never the query set). The presets are the
@@ -96,6 +101,62 @@ SETTINGS_PRESETS: dict[str, dict[str, Any]] = {"paper": PAPER_SETTINGS, "feature
 AUTO_SETTINGS: dict[str, str] = {"features": "features", "finetune": "paper"}
 SETTINGS_NAMES = ("auto", *SETTINGS_PRESETS)
 
+#: the package data file of the fine-tuning protocol: the batch size of settings="paper" per
+#: (method, dataset), with its source
+FINETUNE_PROTOCOL_FILE = "data/finetune_protocol.csv"
+#: the dataset whose rows a dataset without rows of its own uses (the paper's main benchmark)
+DEFAULT_PROTOCOL_DATASET = "cifar100"
+#: the method whose rows a method without rows of its own uses (§6.3: every deep method took LTHNet's)
+DEFAULT_PROTOCOL_METHOD = "LTHNet"
+
+
+def read_finetune_protocol(text: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """(method, dataset) -> {"batch_size": int, "source": str}, from the CSV text of
+    ``methods/data/finetune_protocol.csv`` (read from the installed package when ``text`` is None)."""
+    if text is None:
+        text = resources.files("methods").joinpath(FINETUNE_PROTOCOL_FILE).read_text(encoding="utf-8")
+    protocol: dict[tuple[str, str], dict[str, Any]] = {}
+    for line, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+        missing = [column for column in ("method", "dataset", "batch_size", "source") if not row.get(column)]
+        if missing:
+            raise InvalidInputError(f"methods/{FINETUNE_PROTOCOL_FILE} line {line} lacks {missing}; every row "
+                                    "needs method, dataset, batch_size, source.")
+        key = (row["method"], row["dataset"])
+        if key in protocol:
+            raise InvalidInputError(f"methods/{FINETUNE_PROTOCOL_FILE} line {line} repeats {key}; keep one row "
+                                    "per method and dataset.")
+        try:
+            batch_size = check_positive_int(int(row["batch_size"]), "batch_size", error=InvalidInputError)
+        except ValueError as error:
+            raise InvalidInputError(f"methods/{FINETUNE_PROTOCOL_FILE} line {line}: {error}.") from error
+        protocol[key] = {"batch_size": batch_size, "source": row["source"]}
+    needed = (DEFAULT_PROTOCOL_METHOD, DEFAULT_PROTOCOL_DATASET)
+    if needed not in protocol:
+        raise InvalidInputError(f"methods/{FINETUNE_PROTOCOL_FILE} has no row {needed} (the fallback of "
+                                "methods and datasets without rows).")
+    return protocol
+
+
+#: the fine-tuning protocol's batch sizes (methods/data/finetune_protocol.csv)
+FINETUNE_PROTOCOL: dict[tuple[str, str], dict[str, Any]] = read_finetune_protocol()
+
+
+def paper_batch_size(method: str | None, dataset: str | None) -> tuple[int, str]:
+    """(batch size, source) of ``settings="paper"`` for ``method`` (a registry name) training on
+    ``dataset``: its row of ``FINETUNE_PROTOCOL``; a dataset without rows (None, synthetic data, a
+    features file) takes the ``cifar100`` row, a method without rows LTHNet's (§6.3)."""
+    datasets = {name for _, name in FINETUNE_PROTOCOL}
+    dataset_row = dataset if dataset in datasets else DEFAULT_PROTOCOL_DATASET
+    for name, note in ((method, ""), (DEFAULT_PROTOCOL_METHOD, f" (LTHNet's: {method} has no row)")):
+        row = FINETUNE_PROTOCOL.get((name, dataset_row))
+        if row is not None:
+            fallback = "" if dataset_row == dataset else f" (the {dataset_row} row: {dataset!r} has none)"
+            return row["batch_size"], f"methods/{FINETUNE_PROTOCOL_FILE} {name}/{dataset_row}{fallback}{note}: {row['source']}"
+    row = FINETUNE_PROTOCOL[(DEFAULT_PROTOCOL_METHOD, DEFAULT_PROTOCOL_DATASET)]
+    return row["batch_size"], (f"methods/{FINETUNE_PROTOCOL_FILE} {DEFAULT_PROTOCOL_METHOD}/{DEFAULT_PROTOCOL_DATASET} "
+                               f"(neither {method!r} nor {dataset_row!r} has a row): {row['source']}")
+
+
 #: Parameters every deep method accepts (through ``**trainer_params``), with their defaults.
 #: ``None`` for an optimisation parameter means "take it from the ``settings`` preset".
 TRAINER_PARAMETERS: dict[str, Any] = {
@@ -108,6 +169,9 @@ TRAINER_PARAMETERS: dict[str, Any] = {
     "n_epochs": None,
     "batch_size": None,
     "n_classes": None,
+    "dataset": None,
+    "trunk": "auto",
+    "head_init": "reference",
     "backbone_weights": "IMAGENET1K_V1",
     "device": None,
     "n_threads": None,
@@ -142,16 +206,29 @@ def feature_preset(row: str) -> dict[str, Any]:
     return dict(FEATURE_PRESETS[row])
 
 
-def resolve_settings(settings: str, mode: str, overrides: dict[str, Any], feature_row: str = DEFAULT_FEATURE_PRESET) -> dict:
+def resolve_settings(settings: str, mode: str, overrides: dict[str, Any], feature_row: str = DEFAULT_FEATURE_PRESET,
+                     method: str | None = None, dataset: str | None = None) -> dict:
     """The optimisation settings of one fit: the ``settings`` preset (``"auto"`` resolved by ``mode``;
-    ``"features"`` = the row ``feature_row``), single values replaced by the non-None ``overrides``,
-    checked; ``"preset"`` names the preset used."""
+    ``"features"`` = the row ``feature_row``; ``"paper"`` = §6.3 with the batch size of ``method``
+    on ``dataset`` from the fine-tuning protocol), single values replaced by the non-None
+    ``overrides``, checked; ``"preset"`` names the preset used, ``"batch_size_source"`` where the
+    batch size came from."""
     name = preset_name(settings, mode)
-    resolved = feature_preset(feature_row) if name == "features" else dict(SETTINGS_PRESETS[name])
+    if dataset is not None and not isinstance(dataset, str):
+        raise InvalidInputError(f"dataset={dataset!r} must be the name of the dataset the method trains on "
+                                "(e.g. 'cifar100', 'imagenet100') or None.")
+    if name == "features":
+        resolved = feature_preset(feature_row)
+        source = f"methods/{FEATURE_PRESETS_FILE} row {feature_row!r}"
+    else:
+        resolved = dict(SETTINGS_PRESETS[name])
+        resolved["batch_size"], source = paper_batch_size(method, dataset)
     for key in resolved:
         value = overrides.get(key)
         if value is not None:
             resolved[key] = value
+    if overrides.get("batch_size") is not None:
+        source = "batch_size parameter"
     if resolved["optimizer"] not in OPTIMIZERS:
         raise InvalidInputError(f"optimizer={resolved['optimizer']!r} is unknown; use one of {OPTIMIZERS}.")
     if resolved["lr_schedule"] not in LR_SCHEDULES:
@@ -165,4 +242,6 @@ def resolve_settings(settings: str, mode: str, overrides: dict[str, Any], featur
     if resolved["learning_rate"] == 0:
         raise InvalidInputError("learning_rate must be positive.")
     resolved["preset"] = name
+    resolved["batch_size_source"] = source
+    resolved["dataset"] = dataset
     return resolved

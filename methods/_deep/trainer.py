@@ -1,14 +1,28 @@
 """The one training loop of every deep hashing method: ``DeepTrainer`` runs one fit of a
 ``DeepHashingMethod`` (data, optimiser, learning-rate schedule, divergence checks, per-epoch log).
 
-Created by ``DeepHashingMethod.fit`` and then discarded. Trainer services for hooks:
-``trainer.forward_all(fn)`` runs ``fn(backbone_features)`` without gradients over the whole
-training set (in training order, batched, eval mode) and concatenates the results --
-``trainer.outputs_all()`` is ``forward_all(head)``; ``trainer.log(name, value)`` appends to
-``training_log_[name]``; attributes ``n_train``, ``n_classes``, ``train_labels``, ``class_counts``,
-``epoch``, ``global_step``, ``steps_per_epoch``, ``total_steps``, ``n_epochs``, ``batch_size``,
-``device``, ``head``, ``backbone``, ``optimizer``, ``scheduler``, ``generator`` (a seeded
-``torch.Generator`` for any randomness a method needs; never use global RNG).
+Created by ``DeepHashingMethod.fit`` and then discarded. The network is
+backbone (``mode="finetune"`` only) -> trunk (``trunk.py``: the shared trainable trunk, or none)
+-> the method's head. Trainer services for hooks: ``trainer.forward_all(fn)`` runs
+``fn(features)`` on the features the head sees (the trunk's output, or the backbone's / the input
+features without a trunk) without gradients over the whole training set (in training order,
+batched, eval mode) and concatenates the results -- ``trainer.outputs_all()`` is
+``forward_all(head)``; ``trainer.encode(X)`` the {-1,+1} codes of inputs under the current network
+(eval mode); ``trainer.log(name, value)`` appends to ``training_log_[name]``; attributes
+``n_train``, ``n_classes``, ``train_labels``, ``class_counts``, ``epoch``, ``global_step``,
+``steps_per_epoch``, ``total_steps``, ``n_epochs``, ``batch_size``, ``device``, ``head``, ``trunk``,
+``backbone``, ``optimizer``, ``scheduler``, ``generator`` (a seeded ``torch.Generator`` for any
+randomness a method needs; never use global RNG).
+
+Runner hooks (class attributes of ``DeepHashingMethod``, set on an instance before ``fit``, reset
+to None after it and never pickled): ``progress_callback_(text)`` hears ``"epoch 5/30 loss ..."``
+after every epoch; ``diagnostic_callback_(encode) -> float`` is called after every epoch (at
+``MAX_DIAGNOSTIC_POINTS`` evenly spaced epochs, the last included, when there are more) with
+``encode(X) -> int8 codes`` of the current network; its values are logged as
+``training_log_["query_map_diagnostic"] = [{"epoch": 1-based, "map": value}, ...]`` and the seconds
+spent in it as ``training_log_["diagnostic_seconds"]``. Nothing in training reads them (the final
+epoch is kept), and the global RNG is restored around the call, so a fit with the diagnostic gives
+the same network as one without.
 
 In ``mode="features"`` the whole training matrix is one tensor on the device and batches are rows
 picked by a seeded ``torch.Generator`` permutation; in ``mode="finetune"`` batches of images come
@@ -21,19 +35,26 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 
-from ..base import InvalidInputError
+from ..base import InvalidInputError, binarize
 from .backbone import BACKBONE_FEATURE_DIM, OrderSampler, build_resnet34_backbone, image_loader
 from .settings import LR_FLOOR_DIVISOR
+from .trunk import TRUNK_WIDTH, build_trunk, initialise_hash_layers
 
 if TYPE_CHECKING:  # pragma: no cover
     from .base import DeepHashingMethod
 
 _DIVERGENCE_CHECK_EVERY = 512  # steps between the (single) host syncs that look for a non-finite loss
+#: the most epochs at which diagnostic_callback_ is called (evenly spaced, the last included)
+MAX_DIAGNOSTIC_POINTS = 30
+#: training_log_ keys of the query-MAP diagnostic (benchmark/diagnostics.py reads the first)
+DIAGNOSTIC_LOG = "query_map_diagnostic"
+DIAGNOSTIC_SECONDS_LOG = "diagnostic_seconds"
 
 
 class TrainingDivergedError(InvalidInputError, RuntimeError):
@@ -60,6 +81,14 @@ def _concatenate_outputs(chunks: list):
     if isinstance(first, (tuple, list)):
         return type(first)(torch.cat([chunk[i] for chunk in chunks]) for i in range(len(first)))
     raise TypeError(f"cannot concatenate outputs of type {type(first).__name__}.")
+
+
+def diagnostic_epochs(n_epochs: int, max_points: int = MAX_DIAGNOSTIC_POINTS) -> list[int]:
+    """The 1-based epochs after which the diagnostic runs: every epoch, or ``max_points`` evenly
+    spaced ones ending with the last (round(n * i / max_points), i = 1..max_points)."""
+    if n_epochs <= max_points:
+        return list(range(1, n_epochs + 1))
+    return sorted({int(round(n_epochs * i / max_points)) for i in range(1, max_points + 1)})
 
 
 def _backbone_seed(method) -> int:
@@ -102,10 +131,17 @@ class DeepTrainer:
             self.backbone = build_resnet34_backbone(method.backbone_weights, _backbone_seed(method)).to(device)
             self.backbone.train()
             in_dim = BACKBONE_FEATURE_DIM
-        self.head = method.build_head(in_dim, self.n_classes).to(device)
-        parameters = list(self.head.parameters())
-        if self.backbone is not None:
-            parameters = list(self.backbone.parameters()) + parameters
+        # the trunk first: for one seed every method's trunk (and LTHNet's direct layer) starts equal
+        self.trunk = None
+        if settings["trunk"] == "shared":
+            self.trunk = build_trunk(in_dim).to(device)
+            in_dim = TRUNK_WIDTH
+        head = method.build_head(in_dim, self.n_classes)
+        initialise_hash_layers(method.hash_layers(head), settings["head_init"], type(method).reference_head_init,
+                               type(method).__name__)
+        self.head = head.to(device)
+        parameters = [module for module in (self.backbone, self.trunk, self.head) if module is not None]
+        parameters = [parameter for module in parameters for parameter in module.parameters()]
         self.optimizer = _make_optimizer(settings, parameters)
         self.scheduler = _make_scheduler(settings, self.optimizer, self.total_steps)
         self._loader = None
@@ -121,36 +157,54 @@ class DeepTrainer:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _backbone_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.backbone(images)
+    def head_features(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The features the head sees: inputs (images or features) through backbone and trunk."""
+        features = inputs if self.backbone is None else self.backbone(inputs)
+        return features if self.trunk is None else self.trunk(features)
 
-    @torch.no_grad()
-    def forward_all(self, fn: Callable, batch_size: int | None = None):
-        """``fn(backbone_features)`` over the whole training set, without gradients, concatenated
-        in training-row order. Networks are in eval mode meanwhile (restored afterwards)."""
-        modules = [self.head] + ([self.backbone] if self.backbone is not None else [])
+    def _modules(self) -> list:
+        return [module for module in (self.head, self.trunk, self.backbone) if module is not None]
+
+    @contextlib.contextmanager
+    def eval_mode(self):
+        """Every network part in eval mode inside the block, restored afterwards."""
+        modules = self._modules()
         was_training = [module.training for module in modules]
         for module in modules:
             module.eval()
-        chunks = []
         try:
-            with self._autocast():
-                if self.mode == "features":
-                    step = batch_size or 4096
-                    for start in range(0, self.n_train, step):
-                        chunks.append(fn(self.train_inputs[start:start + step]))
-                else:
-                    loader = image_loader(self.image_source, list(range(self.n_train)),
-                                           batch_size or max(self.batch_size, 64), self.method.num_workers,
-                                           self.device)
-                    for images, _ in loader:
-                        images = images.to(self.device, non_blocking=True)
-                        chunks.append(fn(self._backbone_features(images)))
+            yield
         finally:
             for module, mode in zip(modules, was_training):
                 module.train(mode)
+
+    @torch.no_grad()
+    def forward_all(self, fn: Callable, batch_size: int | None = None):
+        """``fn(features)`` (the features the head sees) over the whole training set, without
+        gradients, concatenated in training-row order. Networks are in eval mode meanwhile
+        (restored afterwards)."""
+        chunks = []
+        with self.eval_mode(), self._autocast():
+            if self.mode == "features":
+                step = batch_size or 4096
+                for start in range(0, self.n_train, step):
+                    chunks.append(fn(self.head_features(self.train_inputs[start:start + step])))
+            else:
+                loader = image_loader(self.image_source, list(range(self.n_train)),
+                                       batch_size or max(self.batch_size, 64), self.method.num_workers,
+                                       self.device)
+                for images, _ in loader:
+                    images = images.to(self.device, non_blocking=True)
+                    chunks.append(fn(self.head_features(images)))
         result = _concatenate_outputs(chunks)
         return _to_float32(result)
+
+    def encode(self, inputs) -> np.ndarray:
+        """{-1, +1} int8 codes of ``inputs`` (features, or an image source in finetune mode) under
+        the network as it is now, in eval mode (training mode restored afterwards)."""
+        with self.eval_mode():
+            codes = self.method.network_relaxed_codes(inputs, self.head, self.trunk, self.backbone, self.device)
+        return binarize(codes)
 
     def outputs_all(self, batch_size: int | None = None):
         """The head's outputs for every training item (no gradients), in training-row order."""
@@ -176,13 +230,17 @@ class DeepTrainer:
 
     def run(self) -> None:
         method = self.method
+        progress, diagnostic = method.progress_callback_, method.diagnostic_callback_
+        diagnostic_at = set(diagnostic_epochs(self.n_epochs)) if diagnostic is not None else set()
+        if diagnostic is not None:
+            self.training_log[DIAGNOSTIC_LOG] = []
+            self.training_log[DIAGNOSTIC_SECONDS_LOG] = 0.0
         method.on_fit_start(self)
         for epoch in range(self.n_epochs):
             self.epoch = epoch
             method.on_epoch_start(epoch, self)
-            self.head.train()
-            if self.backbone is not None:
-                self.backbone.train()
+            for module in self._modules():
+                module.train()
             loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
             for inputs, index in self._epoch_batches():
                 self._train_step(inputs, index, loss_sum)
@@ -195,7 +253,26 @@ class DeepTrainer:
             self.training_log["loss"].append(mean_loss)
             self.training_log["learning_rate"].append(self.optimizer.param_groups[0]["lr"])
             method.on_epoch_end(epoch, self)
+            if epoch + 1 in diagnostic_at:
+                self._run_diagnostic(diagnostic, epoch)
+            if progress is not None:
+                progress(f"epoch {epoch + 1}/{self.n_epochs} loss {mean_loss:.4g}")
         method.on_fit_end(self)
+
+    def _run_diagnostic(self, diagnostic: Callable, epoch: int) -> None:
+        """One call of the runner's diagnostic on the current network; the global RNG is restored
+        afterwards (an image loader draws from it), so training goes on exactly as without it."""
+        start = time.perf_counter()
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            value = diagnostic(self.encode)
+        try:
+            value = float(value)
+        except (TypeError, ValueError) as error:
+            raise InvalidInputError(f"diagnostic_callback_ must return a number (the query MAP), got "
+                                    f"{type(value).__name__}.") from error
+        self.training_log[DIAGNOSTIC_LOG].append({"epoch": epoch + 1, "map": value})
+        self.training_log[DIAGNOSTIC_SECONDS_LOG] += time.perf_counter() - start
 
     def _train_step(self, inputs: torch.Tensor, index: torch.Tensor, loss_sum: torch.Tensor) -> None:
         """One optimisation step on a batch; adds the batch's summed loss to ``loss_sum`` on the
@@ -204,8 +281,7 @@ class DeepTrainer:
         method.on_step_start(self.global_step, self)
         labels = self.train_labels.index_select(0, index)
         with self._autocast():
-            features = inputs if self.backbone is None else self._backbone_features(inputs)
-            outputs = self.head(features)
+            outputs = self.head(self.head_features(inputs))
             loss = method.loss(outputs, labels, index)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

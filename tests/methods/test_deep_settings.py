@@ -43,10 +43,11 @@ def test_auto_is_the_feature_preset_in_features_mode_and_the_paper_in_finetune_m
     assert {k: v for k, v in lthnet_row.items() if FEATURE_SETTINGS[k] != v} == {"learning_rate": 1e-4}
     assert {k: lthnet[k] for k in OPTIMISATION_KEYS} == {**FEATURE_SETTINGS, "learning_rate": 1e-4}
     assert LTHNet(k=0, use_meta_embedding=False).resolved_settings()["learning_rate"] == 1e-4
-    for method in (LTHNet(mode="finetune"), CSQ(mode="finetune")):
+    for method, batch_size in ((LTHNet(mode="finetune"), 8), (CSQ(mode="finetune"), 64)):
         finetune = method.resolved_settings()
         assert finetune["preset"] == "paper"
-        assert {k: finetune[k] for k in OPTIMISATION_KEYS} == PAPER_SETTINGS
+        # §6.3 with the method's fine-tuning batch size (methods/data/finetune_protocol.csv)
+        assert {k: finetune[k] for k in OPTIMISATION_KEYS} == {**PAPER_SETTINGS, "batch_size": batch_size}
     assert preset_name("auto", "features") == "features" and preset_name("auto", "finetune") == "paper"
 
 
@@ -135,3 +136,72 @@ def test_a_broken_presets_file_is_a_clear_error():
 
     with pytest.raises(InvalidInputError, match="not a row of .*deep_feature_presets.csv"):
         Unvalidated().resolved_settings()
+
+
+# ---------------------------------------------------------------------------- fine-tuning protocol
+
+#: settings="paper"'s batch size per method and dataset (methods/data/finetune_protocol.csv): LTHNet's
+#: §6.3 values, every baseline its reference code's
+PROTOCOL = {"LTHNet": (8, 16), "LTHNet_sq": (8, 16), "DPSH": (128, 128), "HashNet": (36, 36), "DSDH": (128, 128),
+            "CSQ": (64, 64), "DHN": (128, 128), "ACHNet": (8, 8), "OrthoHash": (256, 256)}
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOL))
+@pytest.mark.parametrize("dataset,column", [("cifar100", 0), ("imagenet100", 1), (None, 0),
+                                            ("synthetic-cifar100", 0), ("digits", 0)])
+def test_paper_batch_size_is_the_methods_protocol_on_its_dataset(name, dataset, column):
+    cls = registered_methods()[name]
+    for mode in ("finetune", "features"):
+        settings = "auto" if mode == "finetune" else "paper"
+        resolved = cls(mode=mode, settings=settings, dataset=dataset).resolved_settings()
+        assert resolved["batch_size"] == PROTOCOL[name][column]
+        assert resolved["dataset"] == dataset and "finetune_protocol.csv" in resolved["batch_size_source"]
+        row = "imagenet100" if column else "cifar100"
+        assert f"{name}/{row}" in resolved["batch_size_source"]
+        if dataset not in ("cifar100", "imagenet100"):
+            assert "has none" in resolved["batch_size_source"]
+        # the rest is §6.3 for every method
+        assert {k: resolved[k] for k in OPTIMISATION_KEYS if k != "batch_size"} == \
+            {k: v for k, v in PAPER_SETTINGS.items() if k != "batch_size"}
+    # an explicit batch size still wins, and says so
+    explicit = cls(mode="finetune", dataset=dataset, batch_size=12).resolved_settings()
+    assert explicit["batch_size"] == 12 and explicit["batch_size_source"] == "batch_size parameter"
+    # the feature preset does not depend on the dataset
+    assert cls(dataset=dataset).resolved_settings()["batch_size"] == FEATURE_PRESETS[cls.feature_preset]["batch_size"]
+
+
+def test_every_registered_deep_method_has_protocol_rows_and_sources():
+    from methods._deep import FINETUNE_PROTOCOL
+
+    deep = {name for name, cls in registered_methods().items() if cls.family == "deep"}
+    assert deep <= set(PROTOCOL)
+    assert {key for key in FINETUNE_PROTOCOL} == {(m, d) for m in PROTOCOL for d in ("cifar100", "imagenet100")}
+    for row in FINETUNE_PROTOCOL.values():
+        assert len(row["source"]) > 30
+    rows = read_rows("finetune_protocol.csv")
+    assert {(row["method"], row["dataset"]) for row in rows} == set(FINETUNE_PROTOCOL)
+
+
+def test_a_method_without_protocol_rows_takes_lthnets():
+    from methods._deep import paper_batch_size
+
+    size, source = paper_batch_size("MyPlugin", "imagenet100")
+    assert size == 16 and "LTHNet's: MyPlugin has no row" in source
+    assert paper_batch_size("MyPlugin", None)[0] == 8
+
+
+def test_a_broken_protocol_file_is_a_clear_error():
+    from methods._deep.settings import read_finetune_protocol
+
+    header = "method,dataset,batch_size,source\n"
+    good = "LTHNet,cifar100,8,paper\n"
+    with pytest.raises(InvalidInputError, match="lacks .*source"):
+        read_finetune_protocol(header + "LTHNet,cifar100,8,\n")
+    with pytest.raises(InvalidInputError, match="line 3 repeats"):
+        read_finetune_protocol(header + good + good)
+    with pytest.raises(InvalidInputError, match="batch_size"):
+        read_finetune_protocol(header + good + "CSQ,cifar100,0,x\n")
+    with pytest.raises(InvalidInputError, match="line 3"):
+        read_finetune_protocol(header + good + "CSQ,cifar100,eight,x\n")
+    with pytest.raises(InvalidInputError, match="no row"):
+        read_finetune_protocol(header + "CSQ,cifar100,64,x\n")

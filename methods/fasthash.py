@@ -262,6 +262,31 @@ def block_coordinate_descent(
     return trace
 
 
+class ReferenceInference:
+    """The per-bit pair bookkeeping and block inference with NumPy and PyMaxflow (the reference
+    engine; ``_fasthash_fast.FastInference`` gives the same results with numba kernels)."""
+
+    def __init__(self, blocks: _BlockStructure, first, second, similar, n_items: int):
+        self.blocks, self.first, self.second, self.n = blocks, first, second, n_items
+        self.target = np.where(similar, 1, -1).astype(np.int64)
+        self.hamming_affinity = np.zeros(first.size, dtype=np.int64)  # h_ij over the bits learned so far
+
+    def infer_bit(self, codes, scale: int, n_sweeps: int, rng, trace_blocks: bool = False):
+        """Infer one bit into ``codes`` (in place); returns (per-item sum_j |a_ij|, J trace)."""
+        coefficients = -(scale * self.target - self.hamming_affinity)  # a_ij, integer; < 0 inside blocks
+        trace = block_coordinate_descent(codes, self.blocks, self.first, self.second, coefficients, n_sweeps, rng,
+                                         trace_blocks)
+        weights = np.bincount(np.concatenate([self.first, self.second]),
+                              weights=np.abs(np.concatenate([coefficients, coefficients])), minlength=self.n)
+        return weights, trace
+
+    def add_bit(self, codes, scale: int) -> float:
+        """h_ij += b_i b_j; returns the KSH loss mean((r y_ij - h_ij)^2) / r^2 after the bit."""
+        self.hamming_affinity += codes[self.first].astype(np.int64) * codes[self.second]
+        residual = scale * self.target - self.hamming_affinity
+        return float(np.mean((residual / scale) ** 2))
+
+
 # ------------------------------------------------------------------------------------------ trees
 class FeatureBins:
     """Per-feature quantile bins (at most 255 levels, uint8), fitted once and shared by every tree.
@@ -304,7 +329,11 @@ class BoostedBit:
         self.base = base
         self.trees = trees
 
-    def decision_binned(self, X_binned: np.ndarray, n_threads: int) -> np.ndarray:
+    def decision_binned(self, X_binned: np.ndarray, n_threads: int, engine: str = "auto") -> np.ndarray:
+        if _use_fast_engine(engine):
+            from ._fasthash_fast import StackedTrees
+
+            return StackedTrees([self]).decision(X_binned, n_threads)[:, 0]
         output = np.full(X_binned.shape[0], self.base)
         for tree in self.trees:
             output += tree.predict_binned(X_binned, _MISSING_BIN, n_threads)
@@ -312,10 +341,47 @@ class BoostedBit:
 
 
 _MISSING_BIN = 255
+ENGINES = ("auto", "numba", "reference")
+FAST_MAX_TREE_DEPTH = 6  # the fast engine keeps a histogram per inner node (2^depth - 1 of them)
 
 
-def fit_boosted_bit(X_binned, bins: FeatureBins, codes, weights, params, rng, n_threads):
-    """Fit one bit with boosting; returns (BoostedBit, training decision values)."""
+def numba_available() -> bool:
+    """Whether the fast engine can run (numba importable)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _use_fast_engine(engine: str, tree_depth: int | None = None) -> bool:
+    """``auto``: the numba engine when numba is installed and the trees are at most
+    FAST_MAX_TREE_DEPTH deep, else the reference engine; ``numba`` insists (error if impossible)."""
+    if engine == "reference":
+        return False
+    fits = tree_depth is None or int(tree_depth) <= FAST_MAX_TREE_DEPTH
+    if engine == "numba":
+        if not numba_available():
+            raise InvalidInputError("engine='numba' needs the numba package: pip install numba "
+                                    "(or use engine='auto', which falls back to the reference engine).")
+        if not fits:
+            raise InvalidInputError(f"engine='numba' grows trees of depth <= {FAST_MAX_TREE_DEPTH}, got tree_depth="
+                                    f"{tree_depth}; use engine='auto' or 'reference' for deeper trees.")
+        return True
+    if engine != "auto":
+        raise InvalidInputError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}.")
+    return fits and numba_available()
+
+
+def fit_boosted_bit(X_binned, bins: FeatureBins, codes, weights, params, rng, n_threads, engine: str = "auto",
+                    tree_data=None):
+    """Fit one bit with boosting; returns (BoostedBit, training decision values).
+
+    ``engine='reference'`` grows each tree with scikit-learn's ``TreeGrower``; the numba engine
+    (``_fasthash_fast.fit_trees``, default when numba is installed) grows the same trees (same
+    splits, same float operations: tested to give identical nodes and decision values).
+    ``tree_data``: a prepared ``_fasthash_fast.TreeData`` of ``X_binned`` (reused across bits).
+    """
     from sklearn.ensemble._hist_gradient_boosting.grower import TreeGrower
 
     n, d = X_binned.shape
@@ -327,6 +393,12 @@ def fit_boosted_bit(X_binned, bins: FeatureBins, codes, weights, params, rng, n_
     decision = np.full(n, base)
     if positive.min() == positive.max():  # constant bit: nothing to learn
         return BoostedBit(base, []), decision
+    if _use_fast_engine(engine, params["tree_depth"]):
+        from ._fasthash_fast import TreeData, fit_trees
+
+        data = tree_data if tree_data is not None else TreeData(X_binned, bins)
+        trees, decision = fit_trees(data, positive, weights, base, params, rng, n_threads)
+        return BoostedBit(base, trees), decision
     n_features = min(int(params["n_features_per_tree"]), d)
     trees = []
     for _ in range(int(params["n_trees"])):
@@ -361,7 +433,7 @@ class FastHash(HashingMethod):
         self, n_bits: int = 64, n_trees: int = 100, tree_depth: int = 4, learning_rate: float = 0.3,
         n_features_per_tree: int = 200, min_samples_leaf: int = 5, n_similar_pairs: int = 100,
         n_dissimilar_pairs: int = 100, n_block_sweeps: int = 2, stagewise: bool = True,
-        n_jobs: int | None = None, random_state: int | None = 0,
+        n_jobs: int | None = None, engine: str = "auto", random_state: int | None = 0,
     ):
         super().__init__(n_bits=n_bits, random_state=random_state)
         self.n_trees = n_trees
@@ -374,6 +446,7 @@ class FastHash(HashingMethod):
         self.n_block_sweeps = n_block_sweeps
         self.stagewise = stagewise
         self.n_jobs = n_jobs
+        self.engine = engine
 
     # ------------------------------------------------------------------ checks
     def _check_params(self):
@@ -387,13 +460,22 @@ class FastHash(HashingMethod):
             raise InvalidInputError(f"learning_rate must be a positive number, got {self.learning_rate!r}.")
         if self.n_jobs is not None and (not isinstance(self.n_jobs, (int, np.integer)) or self.n_jobs == 0):
             raise InvalidInputError(f"n_jobs must be None, a positive integer or -1, got {self.n_jobs!r}.")
+        if self.engine not in ENGINES:
+            raise InvalidInputError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}.")
+        _use_fast_engine(self.engine, self.tree_depth)  # engine='numba' without numba: a clear error now
 
     def _n_threads(self) -> int:
-        import os
+        """Explicit ``n_jobs``; -1: every core; None: the OpenMP thread limit in force (the number of
+        cores, unless OMP_NUM_THREADS or threadpoolctl's ``threadpool_limits``, as the benchmark runner
+        sets per cell, say fewer), so that parallel cells do not oversubscribe the machine."""
+        from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 
-        if self.n_jobs is None or self.n_jobs < 0:
-            return os.cpu_count() or 1
-        return int(self.n_jobs)
+        if self.n_jobs is not None and self.n_jobs > 0:
+            return int(self.n_jobs)
+        return max(1, int(_openmp_effective_n_threads(None if self.n_jobs is None else -1)))
+
+    def _fast(self) -> bool:
+        return _use_fast_engine(self.engine, self.tree_depth)
 
     def _tree_params(self) -> dict:
         return dict(n_trees=int(self.n_trees), tree_depth=int(self.tree_depth),
@@ -415,10 +497,17 @@ class FastHash(HashingMethod):
         rng = self._rng(1)
         first, second, similar = sample_relation_pairs(labels, self.n_similar_pairs, self.n_dissimilar_pairs, rng)
         blocks = _BlockStructure(labels, first, second)
-        target = np.where(similar, 1, -1).astype(np.int64)
-        hamming_affinity = np.zeros(first.size, dtype=np.int64)  # h_ij over the bits learned so far
+        fast = self._fast()
+        if fast:
+            from ._fasthash_fast import FastInference, TreeData
+
+            inference = FastInference(blocks, first, second, similar, n)
+        else:
+            inference, TreeData = ReferenceInference(blocks, first, second, similar, n), None
         self.bins_ = FeatureBins(X, self._rng(2))
         X_binned = self.bins_.transform(X)
+        tree_data = TreeData(X_binned, self.bins_) if fast else None
+        engine = "numba" if fast else "reference"
         params = self._tree_params()
         log = {"inference_objective": [], "code_fit_accuracy": [], "ksh_loss": []}
         inferred_codes, weights_per_bit = [], []
@@ -426,18 +515,14 @@ class FastHash(HashingMethod):
         n_threads = self._n_threads()
         for bit in range(1, K + 1):
             scale = bit if self.stagewise else K
-            coefficients = -(scale * target - hamming_affinity)  # a_ij, integer; < 0 inside blocks
             codes = np.ones(n, dtype=np.int8)  # reference init_bi_code = ones
-            trace = block_coordinate_descent(codes, blocks, first, second, coefficients, self.n_block_sweeps,
-                                             self._rng(100 + bit))
+            weights, trace = inference.infer_bit(codes, scale, self.n_block_sweeps, self._rng(100 + bit))
             log["inference_objective"].append(trace)
-            weights = np.bincount(np.concatenate([first, second]),
-                                  weights=np.abs(np.concatenate([coefficients, coefficients])), minlength=n)
             weights = weights / weights.mean() if weights.mean() > 0 else np.ones(n)
             weights = np.maximum(weights, 1e-3)  # items without pairs keep a small weight
             if self.stagewise:
                 model, decision = fit_boosted_bit(X_binned, self.bins_, codes, weights, params,
-                                                  self._rng(10_000 + bit), n_threads)
+                                                  self._rng(10_000 + bit), n_threads, engine, tree_data)
                 self.hash_functions_.append(model)
                 predicted = np.where(decision >= 0, 1, -1).astype(np.int8)
                 log["code_fit_accuracy"].append(float(np.average(predicted == codes, weights=weights)))
@@ -445,15 +530,13 @@ class FastHash(HashingMethod):
             else:
                 inferred_codes.append(codes)
                 weights_per_bit.append(weights)
-            hamming_affinity += codes[first].astype(np.int64) * codes[second]
-            residual = scale * target - hamming_affinity
-            log["ksh_loss"].append(float(np.mean((residual / scale) ** 2)))
+            log["ksh_loss"].append(inference.add_bit(codes, scale))
         if not self.stagewise:
             # the K tree fits are independent here: one thread each, bits in parallel (the tree
             # grower releases the GIL in its histogram and split loops)
             results = Parallel(n_jobs=n_threads, prefer="threads")(
                 delayed(fit_boosted_bit)(X_binned, self.bins_, inferred_codes[b], weights_per_bit[b], params,
-                                         self._rng(10_001 + b), 1)
+                                         self._rng(10_001 + b), 1, engine, tree_data)
                 for b in range(K)
             )
             self.hash_functions_ = [model for model, _ in results]
@@ -467,8 +550,16 @@ class FastHash(HashingMethod):
     def _encode(self, X):
         outputs = np.empty((X.shape[0], len(self.hash_functions_)), dtype=np.float64)
         n_threads = self._n_threads()
+        stacked = None
+        if self._fast():
+            from ._fasthash_fast import StackedTrees
+
+            stacked = StackedTrees(self.hash_functions_)
         for start in range(0, X.shape[0], 100_000):  # bins in chunks: 100,000 x d uint8 at a time
             X_binned = self.bins_.transform(X[start:start + 100_000])
+            if stacked is not None:  # every bit's trees in one pass (same sums as decision_binned)
+                outputs[start:start + X_binned.shape[0]] = stacked.decision(X_binned, n_threads)
+                continue
             for b, model in enumerate(self.hash_functions_):
-                outputs[start:start + X_binned.shape[0], b] = model.decision_binned(X_binned, n_threads)
+                outputs[start:start + X_binned.shape[0], b] = model.decision_binned(X_binned, n_threads, "reference")
         return outputs

@@ -1,0 +1,237 @@
+"""FastHash's fast engine: drives the numba kernels (trees grown level by level, Dinic block cuts).
+
+Same model as the reference engine in ``methods/fasthash.py`` (scikit-learn ``TreeGrower`` + PyMaxflow);
+the kernels are in ``methods/_fasthash_kernels.py``. Imported only when numba is installed.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE, X_BITSET_INNER_DTYPE
+from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+
+from . import _fasthash_kernels as kernels
+
+MAX_TREE_DEPTH = 6  # histograms are kept for every inner node: 2^depth - 1 of them
+MISSING_BIN = 255  # scikit-learn's missing-value bin; FeatureBins never produces it
+N_BINS = 256
+MIN_HESSIAN_TO_SPLIT = 1e-3  # TreeGrower default
+L2_REGULARIZATION = 0.0  # as the reference engine passes to TreeGrower
+MIN_WORK_PER_THREAD = 250_000  # histogram entries (samples x features) per tree below which one thread is used
+
+
+def feature_chunks(n_features: int, n_threads: int, n_samples: int) -> list[tuple[int, int]]:
+    """Contiguous feature ranges, one per thread (fewer threads when the work is small)."""
+    threads = max(1, min(int(n_threads), n_features, (n_samples * n_features) // MIN_WORK_PER_THREAD))
+    edges = np.linspace(0, n_features, threads + 1).round().astype(int)
+    return [(int(edges[i]), int(edges[i + 1])) for i in range(threads)]
+
+
+class _Chunked:
+    """Runs a nogil kernel over feature chunks: chunk 0 in the calling thread, the others in a pool."""
+
+    def __init__(self, chunks):
+        self.chunks = chunks
+        self.pool = ThreadPoolExecutor(len(chunks) - 1) if len(chunks) > 1 else None
+
+    def run(self, function, make_args):
+        futures = [self.pool.submit(function, *make_args(c, k0, k1))
+                   for c, (k0, k1) in enumerate(self.chunks) if c > 0]
+        function(*make_args(0, *self.chunks[0]))
+        for future in futures:
+            future.result()
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
+class TreeData:
+    """What every tree of a fit shares: the binned features (Fortran order), the root's per-bin
+    sample counts (the same for every tree), the bin thresholds padded to a matrix."""
+
+    def __init__(self, X_binned: np.ndarray, bins):
+        self.XF = np.asfortranarray(X_binned, dtype=np.uint8)
+        self.root_counts = kernels.root_counts(self.XF)
+        self.n_levels = np.asarray(bins.n_levels, dtype=np.int64)
+        self.thresholds = np.zeros((self.XF.shape[1], N_BINS), dtype=np.float64)
+        for j, cuts in enumerate(bins.thresholds):
+            self.thresholds[j, :cuts.size] = cuts
+
+
+def fit_trees(data: TreeData, positive, weights, base: float, params: dict, rng, n_threads: int):
+    """Boosting of one bit, as ``fasthash.fit_boosted_bit`` with scikit-learn's grower: returns the
+    list of ``TreePredictor`` and the training decision values."""
+    XF = data.XF
+    n, d = XF.shape
+    depth = int(params["tree_depth"])
+    min_samples_leaf = int(params["min_samples_leaf"])
+    shrinkage = float(params["learning_rate"])
+    n_features = min(int(params["n_features_per_tree"]), d)
+    n_slots = 2 ** (depth + 1) - 1
+    hist = np.empty((2 ** depth - 1, n_features, N_BINS, 2), dtype=np.float64)
+    counts = np.empty((2 ** depth - 1, n_features, N_BINS), dtype=np.uint32)
+    gh = np.empty((n, 2), dtype=np.float32)
+    ordered_gh = np.empty((n, 2), dtype=np.float32)
+    part = np.empty(n, dtype=np.int32)
+    buffer = np.empty(n, dtype=np.int32)
+    nint = np.zeros((n_slots, kernels.N_INT), dtype=np.int64)
+    nflt = np.zeros((n_slots, kernels.N_FLT), dtype=np.float64)
+    chunked = _Chunked(feature_chunks(n_features, n_threads, n))
+    best_i = np.empty((len(chunked.chunks), n_slots, 3), dtype=np.int64)
+    best_f = np.empty((len(chunked.chunks), n_slots, 3), dtype=np.float64)
+    out = np.empty((n_slots, 11), dtype=np.float64)
+    no_bitsets = np.zeros((0, 8), dtype=X_BITSET_INNER_DTYPE)
+    decision = np.full(n, base)
+    arange = np.arange(n, dtype=np.int32)
+    trees = []
+    try:
+        for _ in range(int(params["n_trees"])):
+            # the same NumPy expressions as the reference engine (identical float32 gradients)
+            probability = 1.0 / (1.0 + np.exp(-decision))
+            gh[:, 0] = (weights * (probability - positive)).astype(np.float32)
+            gh[:, 1] = (weights * probability * (1.0 - probability)).astype(np.float32)
+            features = np.sort(rng.choice(d, n_features, replace=False)) if n_features < d else np.arange(d)
+            feat = features.astype(np.int64)
+            n_bins_non_missing = data.n_levels[feat]
+            chunked.run(kernels.root_histograms,
+                        lambda c, k0, k1: (XF, feat, k0, k1, gh, hist, counts, data.root_counts))
+            # TreeGrower._initialize_root: totals from the first feature's histogram, NumPy's sum
+            sum_gradients = np.ascontiguousarray(hist[0, 0, :, 0]).sum()
+            sum_hessians = np.ascontiguousarray(hist[0, 0, :, 1]).sum()
+            nint[:] = 0
+            nflt[:] = 0.0
+            nint[0, 1] = n
+            nint[0, 3] = 3
+            nint[0, 7] = n
+            nflt[0, 0] = sum_gradients
+            nflt[0, 1] = sum_hessians
+            nflt[0, 3] = -1.0
+            splittable = not (n < 2 * min_samples_leaf or sum_hessians < MIN_HESSIAN_TO_SPLIT)
+            nint[0, 2] = 2 if splittable else 1
+            part[:] = arange
+            n_split = int(splittable)
+            for level in range(depth):
+                if n_split == 0:
+                    break
+                chunked.run(kernels.level_work,
+                            lambda c, k0, k1: (XF, feat, k0, k1, level, part, ordered_gh, nint, nflt, hist, counts,
+                                               n_bins_non_missing, min_samples_leaf, MIN_HESSIAN_TO_SPLIT,
+                                               L2_REGULARIZATION, best_i[c], best_f[c]))
+                n_split = kernels.apply_level(XF, feat, level, depth, part, buffer, gh, ordered_gh, nint, nflt,
+                                              best_i, best_f, min_samples_leaf, L2_REGULARIZATION)
+            n_nodes = kernels.finish_tree(nint, nflt, part, shrinkage, decision, feat, data.thresholds, out)
+            trees.append(TreePredictor(_predictor_nodes(out[:n_nodes]), no_bitsets, no_bitsets))
+    finally:
+        chunked.close()
+    return trees, decision
+
+
+def _predictor_nodes(rows: np.ndarray) -> np.ndarray:
+    nodes = np.zeros(rows.shape[0], dtype=PREDICTOR_RECORD_DTYPE)
+    for column, name in enumerate(("value", "count", "feature_idx", "num_threshold", "missing_go_to_left", "left",
+                                   "right", "gain", "depth", "is_leaf", "bin_threshold")):
+        nodes[name] = rows[:, column]
+    return nodes
+
+
+class StackedTrees:
+    """The trees of several boosted bits as flat node arrays, for ``kernels.predict_trees``."""
+
+    def __init__(self, bits):
+        node_arrays, roots, bit_off, offset = [], [], [0], 0
+        for model in bits:
+            for tree in model.trees:
+                node_arrays.append(tree.nodes)
+                roots.append(offset)
+                offset += tree.nodes.size
+            bit_off.append(len(roots))
+        nodes = np.concatenate(node_arrays) if node_arrays else np.zeros(0, dtype=PREDICTOR_RECORD_DTYPE)
+        shift = np.repeat(np.asarray(roots, dtype=np.int64), [a.size for a in node_arrays]) if node_arrays else 0
+        self.feature = np.ascontiguousarray(nodes["feature_idx"], dtype=np.int64)
+        self.threshold = np.ascontiguousarray(nodes["bin_threshold"], dtype=np.uint8)
+        self.left = (nodes["left"].astype(np.int64) + shift)
+        self.right = (nodes["right"].astype(np.int64) + shift)
+        self.is_leaf = np.ascontiguousarray(nodes["is_leaf"], dtype=np.uint8)
+        self.missing_left = np.ascontiguousarray(nodes["missing_go_to_left"], dtype=np.uint8)
+        self.value = np.ascontiguousarray(nodes["value"], dtype=np.float64)
+        self.roots = np.asarray(roots, dtype=np.int64)
+        self.bit_off = np.asarray(bit_off, dtype=np.int64)
+        self.base = np.asarray([model.base for model in bits], dtype=np.float64)
+
+    def decision(self, X_binned: np.ndarray, n_threads: int) -> np.ndarray:
+        n = X_binned.shape[0]
+        out = np.empty((n, self.base.size), dtype=np.float64)
+        threads = max(1, min(int(n_threads), n // 2000))
+        edges = np.linspace(0, n, threads + 1).round().astype(int)
+        args = (self.feature, self.threshold, self.left, self.right, self.is_leaf, self.missing_left, self.value,
+                self.roots, self.bit_off, self.base, MISSING_BIN, out)
+        if threads == 1:
+            kernels.predict_trees(X_binned, 0, n, *args)
+        else:
+            with ThreadPoolExecutor(threads - 1) as pool:
+                futures = [pool.submit(kernels.predict_trees, X_binned, int(edges[i]), int(edges[i + 1]), *args)
+                           for i in range(1, threads)]
+                kernels.predict_trees(X_binned, 0, int(edges[1]), *args)
+                for future in futures:
+                    future.result()
+        return out
+
+
+# ---------------------------------------------------------------------------------------- inference
+class FastInference:
+    """``fasthash.ReferenceInference`` with numba kernels and the same results: the pairs stored in
+    block order (within-block pairs, then each block's cross-block pair ends, h_ij beside each entry),
+    so that every block step streams through its own data; the Dinic cuts give PyMaxflow's codes,
+    the integer sums the same weights and J. The KSH loss is the exact integer sum divided once
+    (the reference's float mean can differ from it in the last bits)."""
+
+    def __init__(self, blocks, first, second, similar, n_items: int):
+        self.n = n_items
+        self.n_pairs = int(np.asarray(first).size)
+        self.n_blocks = len(blocks.members)
+        self.member_off = np.concatenate([[0], np.cumsum([m.size for m in blocks.members])]).astype(np.int64)
+        self.members = np.concatenate(blocks.members).astype(np.int32)
+        self.within_off = np.concatenate([[0], np.cumsum([w[0].size for w in blocks.within])]).astype(np.int64)
+        self.within_a = np.concatenate([w[1] for w in blocks.within]).astype(np.int32)
+        self.within_b = np.concatenate([w[2] for w in blocks.within]).astype(np.int32)
+        self.within_h = np.zeros(self.within_a.size, dtype=np.int32)
+        self.cross_off = np.concatenate([[0], np.cumsum([x[0].size for x in blocks.cross])]).astype(np.int64)
+        self.cross_node = np.concatenate([x[0] for x in blocks.cross]).astype(np.int32)
+        self.cross_other = np.concatenate([x[1] for x in blocks.cross]).astype(np.int32)
+        self.cross_h = np.zeros(self.cross_node.size, dtype=np.int32)
+        (self.node_off, self.start, self.head, self.rev, self.arc_off, self.pair_arc,
+         self.term_arc) = kernels.build_block_graphs(self.n_blocks, self.member_off, self.within_off,
+                                                     self.within_a.astype(np.int64), self.within_b.astype(np.int64))
+
+    def _pairs(self):
+        return (self.member_off, self.members, self.within_off, self.within_a, self.within_b, self.within_h,
+                self.cross_off, self.cross_node)
+
+    def infer_bit(self, codes, scale: int, n_sweeps: int, rng, trace_blocks: bool = False):
+        """Infer one bit into ``codes`` (in place); returns (per-item sum_j |a_ij|, J trace)."""
+        weights = np.empty(self.n, dtype=np.float64)
+        objective0 = kernels.bit_weights_and_objective(int(scale), *self._pairs(), self.cross_h, weights)
+        orders = np.array([rng.permutation(self.n_blocks) for _ in range(n_sweeps)], dtype=np.int64)
+        orders = orders.reshape(n_sweeps, self.n_blocks)
+        trace = np.zeros(1 + n_sweeps * (self.n_blocks if trace_blocks else 1), dtype=np.int64)
+        trace[0] = objective0
+        kernels.block_sweeps(codes, int(scale), orders, *self._pairs(), self.cross_other, self.cross_h,
+                             self.node_off, self.start, self.head, self.rev, self.arc_off, self.pair_arc,
+                             self.term_arc, int(objective0), trace, bool(trace_blocks))
+        return weights, [float(v) for v in trace]
+
+    def add_bit(self, codes, scale: int) -> float:
+        """h_ij += b_i b_j; returns the KSH loss mean((r y_ij - h_ij)^2) / r^2 after the bit."""
+        total = kernels.add_bit_to_affinity(np.ascontiguousarray(codes, dtype=np.int8), int(scale), *self._pairs(),
+                                            self.cross_other, self.cross_h)
+        return float(total) / (float(self.n_pairs) * float(scale) * float(scale))
+
+
+def solve_block(n_nodes, edge_first, edge_second, edge_weight, unary) -> np.ndarray:
+    """``fasthash.solve_submodular_block`` for integer inputs, by Dinic's max flow (same codes)."""
+    return kernels.solve_single_block(int(n_nodes), np.asarray(edge_first, dtype=np.int64),
+                                      np.asarray(edge_second, dtype=np.int64),
+                                      np.asarray(edge_weight, dtype=np.int64), np.asarray(unary, dtype=np.int64))
+

@@ -1,5 +1,5 @@
 """ACHNet: Attention-guided Contrastive Hashing for long-tailed image retrieval (Kou, Xu, Yang & Deng,
-IJCAI 2022), the long-tail successor of LTHNet, trained by the shared deep trainer (methods/_deep.py).
+IJCAI 2022), the long-tail successor of LTHNet, trained by the shared deep trainer (methods/_deep/).
 
 Reference code: KUXN98/ACHNet (network/resnet.py, tools/loss.py, tools/utils.py,
 tools/model_train.py, args.py, main.py; line numbers below at commit 69a8d72). Same long-tail
@@ -12,8 +12,9 @@ Network on the 512-d pooled ResNet34 feature f (resnet.py lines 33-63):
   alpha = tanh(a) * tanh(b); fused v = FC 2D -> D ([a * alpha, b * alpha])
 * hash layer h = tanh(FC D -> K (tanh(v))); code b = sgn(h)
 * classifier y_hat = FC K -> C (h)
-* every linear weight Kaiming-normal (line 66-69; biases keep PyTorch's default), f passed through
-  a ReLU first (line 38; a no-op on ResNet's pooled output, kept for cached features of any sign).
+* every linear weight Kaiming-normal (lines 66-69; biases keep PyTorch's default), the hash layer's
+  too (``reference_head_init = "as_built"``: ``build_head`` initialises it so); f passed through a
+  ReLU first (line 38; a no-op on ResNet's pooled output and on the shared trunk's output).
 
 Loss of a batch (tools/loss.py; model_train.py line 69):
 
@@ -30,16 +31,28 @@ Hyperparameters and their sources:
 * ``temperature`` t = 1.0, multiplying the cosine (tools/loss.py line 25 ``self.t = 1.0``).
 * ``probability_epsilon`` eps = 1e-6 inside the log of CE (tools/loss.py line 17).
 * ``hidden_dim`` D = 2000 (args.py line 18 ``--feature_dim``); smaller values only serve tests.
-* Optimisation: the shared trainer. In ``mode="finetune"`` the paper preset equals the reference's
+* Optimisation: the shared trainer. In ``mode="finetune"`` the paper preset is the reference's
   CIFAR-100 setting (main.py lines 70-74, args.py lines 12-22: RMSprop, lr 1e-5, weight decay 5e-4,
-  batch 8, 100 epochs; model_train.py lines 29-33: cosine annealing to lr/100, stepped per epoch --
-  ``lr_schedule="cosine_epoch"``; the trainer's default steps it per iteration for every method).
-  In ``mode="features"`` the frozen-feature preset of every method (``settings="features"``).
+  100 epochs, batch 8 -- methods/data/finetune_protocol.csv; model_train.py lines 29-33: cosine
+  annealing to lr/100 stepped per epoch, ``lr_schedule="cosine_epoch"``, where the trainer's
+  default steps it per iteration for every method). In ``mode="features"`` (``settings="features"``)
+  the preset row ``feature_preset = "lthnet"`` of methods/data/deep_feature_presets.csv (lr 1e-4,
+  batch 32, 30 epochs), as for LTHNet, whose 2000-wide head ACHNet's resembles, because ACHNet's own
+  validation rows prefer lr 1e-4 to the default row's 1e-3 (method ACHNet in
+  methods/data/deep_feature_validation.csv, grid rows 4 and 5 on both datasets of the study;
+  regenerate with ``python benchmarks/bench_deep.py validate --dataset synthetic-cifar100 --noise 7
+  --imbalance-factor 50 --methods ACHNet --rows 4 5`` and the same with ``--dataset digits``).
 
 Features mode: ACHNet's attention works on the pooled 512-d vector, not on the spatial feature map
-(resnet.py: ``features`` then ``avgpool`` then the two branches), so the cached frozen 512-d pooled
-features are exactly its input and nothing stands in for anything; in ``mode="finetune"`` the
-trainer's ResNet34 (classifier removed) gives the same pooled 512-d vector, trained end to end.
+(resnet.py: ``features`` then ``avgpool`` then the two branches), so no stand-in for a feature map
+is needed. In ``mode="features"`` the head sits, like every deep method's but LTHNet's, on the
+shared trainable trunk (``Linear(512, 2000)`` + ReLU, methods/_deep/trunk.py) over the frozen cached
+512-d pooled features -- the trunk stands in for the fine-tuned top of ResNet34, and the attention
+reads its 2000-d output; ``trunk="none"`` puts the attention straight on the cached pooled
+features, the reference's input. In ``mode="finetune"`` the trainer's ResNet34 (classifier removed)
+gives the pooled 512-d vector, trained end to end, with no trunk. (ACHNet does not declare
+``brings_own_trunk``: its two 512 -> D branches are no single Linear + ReLU layer of the trunk's
+size, and they are part of its head in the reference.)
 
 Deliberate deviations:
 * The final epoch is kept (the reference keeps the best epoch by query MAP, model_train.py 144-158).
@@ -53,6 +66,7 @@ Deliberate deviations:
 """
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
@@ -146,6 +160,10 @@ class ACHNet(DeepHashingMethod):
     """Attention-guided contrastive hashing with class-centre contrast; see the module docstring."""
 
     test_params: ClassVar[dict] = {"settings": "features", "n_epochs": 3, "n_threads": 1, "hidden_dim": 64}
+    #: the frozen-feature preset row (methods/data/deep_feature_presets.csv): lr 1e-4, see the module doc
+    feature_preset: ClassVar[str] = "lthnet"
+    #: resnet.py initialises every linear layer Kaiming-normal; build_head does the same
+    reference_head_init: ClassVar[str] = "as_built"
 
     def __init__(self, n_bits: int = 64, random_state: int | None = 0, *,
                  contrastive_balance: float = CONTRASTIVE_BALANCE, temperature: float = TEMPERATURE,
@@ -157,13 +175,18 @@ class ACHNet(DeepHashingMethod):
         self.probability_epsilon = probability_epsilon
         self.hidden_dim = hidden_dim
 
-    def build_head(self, in_dim: int, n_classes: int) -> nn.Module:
-        hidden_dim = check_positive_int(self.hidden_dim, "hidden_dim", error=InvalidInputError)
+    def validate_params(self) -> None:
+        """The trainer's parameters, then hidden_dim >= 1 and the loss weights finite and >= 0."""
+        super().validate_params()
+        check_positive_int(self.hidden_dim, "hidden_dim", error=InvalidInputError)
         for name in ("contrastive_balance", "temperature", "probability_epsilon"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not value >= 0:
-                raise InvalidInputError(f"{name} must be a non-negative number, got {value!r}.")
-        return ACHNetHead(in_dim, hidden_dim, int(self.n_bits), n_classes)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (
+                    math.isfinite(value) and value >= 0):
+                raise InvalidInputError(f"ACHNet {name} must be a finite number >= 0, got {value!r}.")
+
+    def build_head(self, in_dim: int, n_classes: int) -> nn.Module:
+        return ACHNetHead(in_dim, int(self.hidden_dim), int(self.n_bits), n_classes)
 
     def on_fit_start(self, trainer) -> None:
         n_present = int((trainer.class_counts > 0).sum())

@@ -24,12 +24,14 @@ Hyperparameters and their sources (line numbers: DeepHash-pytorch DHN.py at comm
 * Memory bank U (lines 52, 56): zeros at the start, each batch's outputs written (detached) into U
   BEFORE the loss, so the batch also meets itself through the bank. Rows not yet visited are zero
   (Theta = 0, a constant log 2 each), as in the reference.
-* Head: one linear layer from the backbone features to K outputs, no activation, weights
-  N(0, 0.01^2), bias 0 (network.py ``ResNet.hash_layer``); codes are sgn(u).
-* Optimisation (optimiser, learning rate, epochs, batch size, schedule) comes from the shared
-  trainer: the paper's §6.3 settings in finetune mode, ``settings="features"`` on frozen features.
-  Not used: the reference's RMSprop lr 1e-5, weight decay 1e-5, batch 128, 90 epochs (DHN.py lines
-  21, 25, 38) -- the LTHNet paper gives every deep method its own shared settings.
+* Head: one linear layer to K outputs, no activation (network.py ``ResNet.hash_layer``); codes are
+  sgn(u). Hash-layer initialisation (``head_init="reference"``): weights N(0, 0.01^2), bias 0
+  (``reference_head_init = "normal"``), as network.py initialises ``hash_layer``.
+* Optimisation (optimiser, learning rate, epochs, schedule) comes from the shared trainer: the
+  paper's §6.3 settings in finetune mode, ``settings="features"`` (the default preset row) on frozen
+  features. The fine-tuning batch size of ``settings="paper"`` is the reference's 128 (DHN.py line
+  25; methods/data/finetune_protocol.csv). Not used: the reference's RMSprop lr 1e-5, weight decay
+  1e-5 and 90 epochs (DHN.py lines 21, 38) -- the LTHNet paper's shared settings apply to all.
 
 Deliberate deviations: the reference keeps a bank of one-hot labels Y (zeros for unvisited rows)
 and derives s_ij from it; we take s_ij from the training labels directly. The loss value is the
@@ -38,9 +40,11 @@ reference's y Y^T > 0 also covers multi-label data).
 
 Not followed: thulab/DeepHash's TensorFlow DHN weighs similar pairs by S/S1, uses the normalised
 (cosine) inner product and a squared quantisation loss mean((|u| - 1)^2) with ``cq_lambda``; that
-code departs from the paper's log cosh penalty, which the PyTorch port keeps. In
-"features" mode only the hash layer is learned on frozen ResNet34 features (the paper fine-tunes
-end to end: ``mode="finetune"``).
+code departs from the paper's log cosh penalty, which the PyTorch port keeps.
+
+In "features" mode the head sits on the shared trainable trunk (``Linear(512, 2000)`` + ReLU,
+methods/_deep/trunk.py) over frozen ResNet34 features, standing in for the fine-tuned backbone
+(``mode="finetune"``); ``trunk="none"`` gives the bare linear head.
 """
 from __future__ import annotations
 
@@ -52,6 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._deep import DeepHashingMethod
+from .base import InvalidInputError
 from .dpsh import pairwise_similarity
 from .registry import register
 
@@ -78,27 +83,27 @@ def dhn_loss(batch_outputs: torch.Tensor, bank_outputs: torch.Tensor, similarity
     return likelihood + quantization_weight * quantization
 
 
-def linear_hash_layer(in_dim: int, n_bits: int) -> nn.Linear:
-    """One linear layer to K outputs, weights N(0, 0.01^2) and bias 0 (DeepHash-pytorch network.py)."""
-    layer = nn.Linear(in_dim, n_bits)
-    nn.init.normal_(layer.weight, 0.0, 0.01)
-    nn.init.zeros_(layer.bias)
-    return layer
-
-
 @register("DHN")
 class DHN(DeepHashingMethod):
     """Deep Hashing Network: pairwise cross-entropy with a memory bank plus a log-cosh quantisation."""
 
     test_params: ClassVar[dict] = {"settings": "features", "n_epochs": 3, "n_threads": 1}
+    reference_head_init: ClassVar[str] = "normal"  # network.py: hash_layer weights N(0, 0.01^2), bias 0
 
     def __init__(self, n_bits: int = 64, random_state: int | None = 0, *,
                  quantization_weight: float = QUANTIZATION_WEIGHT, **trainer_params):
         super().__init__(n_bits=n_bits, random_state=random_state, **trainer_params)
         self.quantization_weight = quantization_weight
 
+    def validate_params(self) -> None:
+        super().validate_params()
+        value = self.quantization_weight
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise InvalidInputError(f"DHN quantization_weight must be a finite number >= 0 (reference: 0.1), "
+                                    f"got {value!r}.")
+
     def build_head(self, in_dim: int, n_classes: int) -> nn.Module:
-        return linear_hash_layer(in_dim, self.n_bits)
+        return nn.Linear(in_dim, self.n_bits)  # initialised by the trainer (reference_head_init)
 
     def on_fit_start(self, trainer) -> None:
         self.output_bank_ = torch.zeros(trainer.n_train, self.n_bits, device=trainer.device)

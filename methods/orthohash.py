@@ -1,5 +1,5 @@
 """OrthoHash: "One Loss for All: Deep Hashing with a Single Cosine Similarity based Learning Objective"
-(Hoe, Ng, Zhang, Chan, Song & Xiang, NeurIPS 2021), trained by the shared deep trainer (methods/_deep.py).
+(Hoe, Ng, Zhang, Chan, Song & Xiang, NeurIPS 2021), trained by the shared deep trainer (methods/_deep/).
 
 Reference code: kamwoh/orthohash (functions/loss/orthohash.py, models/alexnet.py,
 scripts/train_hashing.py, main.py; line numbers below at commit 94c4a03).
@@ -13,9 +13,11 @@ code v is pulled towards its class's code by a cosine-margin cross-entropy:
 to +-0.99999). Q is the optional quantisation term, off by default: "cs" mean(1 - cos(v, sgn v)),
 "l1" mean |v - sgn v|, "l2" mean (v - sgn v)^2, sgn v without gradient (orthohash.py lines 105-113).
 
-Head (models/alexnet.py lines 61-66): v = BatchNorm1d(W x), W a linear layer to K without bias,
-weights N(0, 0.01^2), BatchNorm momentum 0.1 (the BN layer is the paper's code balancing); codes are
-sgn(v). Logits are the cosine similarities of v with the codebook rows (``CosSim``, fixed codebook).
+Head (models/alexnet.py lines 61-66): v = BatchNorm1d(W x), W the hash layer, a linear layer to K
+without bias, BatchNorm momentum 0.1 (the BN layer is the paper's code balancing); codes are sgn(v).
+Logits are the cosine similarities of v with the codebook rows (``CosSim``, fixed codebook).
+Hash-layer initialisation (``head_init="reference"``): weights N(0, 0.01^2) (line 66;
+``reference_head_init = "normal"``; no bias to zero).
 
 Codebook (fitted attribute ``codebook_``; scripts/train_hashing.py lines 257-265), drawn from a
 ``torch.Generator`` seeded with ``random_state`` -- the same draws as the reference's global RNG
@@ -35,10 +37,11 @@ Hyperparameters and their sources (main.py defaults, which the README says give 
 * ``quantization_weight`` q = 0 (line 31 ``--quan``: the single-loss model), ``quantization_type``
   = "cs" (line 32). The cross-entropy weight (``--ce``, line 30) is 1 and not a parameter here.
 * ``codebook`` = "bernoulli" (line 37).
-* Optimisation: the shared trainer (the paper's §6.3 settings in finetune mode,
-  ``settings="features"`` on frozen features). Not used: the reference's Adam lr 1e-4, weight decay
-  5e-4, batch 256, 100 epochs, step decay x0.1 at 80% of the epochs and a 0.1x backbone learning
-  rate (main.py lines 19-21, 66-79; train_hashing.py line 272).
+* Optimisation: the shared trainer (the paper's §6.3 settings in finetune mode, with the
+  reference's batch 256 -- main.py line 19, methods/data/finetune_protocol.csv; the default preset
+  row of ``settings="features"`` on frozen features). Not used: the reference's Adam lr 1e-4, weight
+  decay 5e-4, 100 epochs, step decay x0.1 at 80% of the epochs and a 0.1x backbone learning rate
+  (main.py lines 20-21, 66-79; train_hashing.py line 272).
 
 Deliberate deviations:
 * The final epoch is kept (the reference also saves the best epoch by test MAP, lines 339-341).
@@ -46,11 +49,14 @@ Deliberate deviations:
   shared trainer does not, so a last batch of ONE item would leave BatchNorm without batch
   statistics: such a batch is normalised with the running statistics (not updated by it).
 * Single-label data: the reference's multi-label variants (label smoothing, BCE) are not offered.
-* In "features" mode only the head is learned on frozen ResNet34 features (the reference fine-tunes
-  an AlexNet; ``mode="finetune"`` fine-tunes the shared ResNet34).
+* Backbone: the shared ResNet34 (the reference fine-tunes an AlexNet). In "features" mode the head
+  sits on the shared trainable trunk (``Linear(512, 2000)`` + ReLU, methods/_deep/trunk.py) over
+  frozen ResNet34 features, standing in for the fine-tuned backbone (``mode="finetune"``);
+  ``trunk="none"`` gives the bare head.
 """
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
@@ -156,16 +162,16 @@ class BatchNormAnyBatch(nn.BatchNorm1d):
 
 
 class OrthoHashHead(nn.Module):
-    """v = BatchNorm(W x), W without bias, N(0, 0.01^2) (models/alexnet.py ``hash_fc``)."""
+    """v = BatchNorm(W x), W the hash layer without bias (models/alexnet.py ``hash_fc``; the trainer
+    initialises W, see ``reference_head_init``)."""
 
     def __init__(self, in_dim: int, n_bits: int):
         super().__init__()
-        self.projection = nn.Linear(in_dim, n_bits, bias=False)
-        nn.init.normal_(self.projection.weight, std=0.01)
+        self.hash_layer = nn.Linear(in_dim, n_bits, bias=False)
         self.batch_norm = BatchNormAnyBatch(n_bits, momentum=0.1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.batch_norm(self.projection(features))
+        return self.batch_norm(self.hash_layer(features))
 
 
 @register("OrthoHash")
@@ -173,6 +179,7 @@ class OrthoHash(DeepHashingMethod):
     """Cosine-margin cross-entropy against a fixed random codebook; see the module docstring."""
 
     test_params: ClassVar[dict] = {"settings": "features", "n_epochs": 3, "n_threads": 1}
+    reference_head_init: ClassVar[str] = "normal"  # models/alexnet.py line 66: hash_fc weights N(0, 0.01^2)
 
     def __init__(self, n_bits: int = 64, random_state: int | None = 0, *, scale: float = 8.0, margin: float = 0.2,
                  margin_type: str = "cos", quantization_weight: float = 0.0, quantization_type: str = "cs",
@@ -185,20 +192,23 @@ class OrthoHash(DeepHashingMethod):
         self.quantization_type = quantization_type
         self.codebook = codebook
 
-    def _check_parameters(self) -> None:
+    def validate_params(self) -> None:
+        """The trainer's parameters, then the loss's and the codebook's."""
+        super().validate_params()
         for name, allowed in (("margin_type", MARGIN_TYPES), ("quantization_type", QUANTIZATION_TYPES),
                               ("codebook", CODEBOOKS)):
             if getattr(self, name) not in allowed:
-                raise InvalidInputError(f"{name}={getattr(self, name)!r} is unknown; use one of {allowed}.")
+                raise InvalidInputError(f"OrthoHash {name}={getattr(self, name)!r} is unknown; use one of {allowed}.")
         for name in ("scale", "margin", "quantization_weight"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not value >= 0:
-                raise InvalidInputError(f"{name} must be a non-negative number, got {value!r}.")
-        if not self.scale > 0:
-            raise InvalidInputError("scale must be positive (it multiplies the cosine logits).")
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (
+                    math.isfinite(value) and value >= 0):
+                raise InvalidInputError(f"OrthoHash {name} must be a finite number >= 0, got {value!r}.")
+        if self.scale == 0:
+            raise InvalidInputError("OrthoHash scale must be positive (it multiplies the cosine logits; "
+                                    "reference: 8).")
 
     def build_head(self, in_dim: int, n_classes: int) -> nn.Module:
-        self._check_parameters()
         return OrthoHashHead(in_dim, self.n_bits)
 
     def make_codebook(self, n_classes: int) -> torch.Tensor:

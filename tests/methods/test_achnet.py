@@ -99,6 +99,22 @@ def test_head_branches_start_equal():
     assert abs(head.fusion.weight.std().item() - math.sqrt(2 / 40)) < 0.03
 
 
+def test_reference_head_init_is_kaiming_normal_as_built():
+    from test_deep_trunk import hash_layer_of
+
+    _, layer = hash_layer_of("ACHNet", "reference")  # hidden_dim 64 -> 64 bits
+    assert layer.weight.std().item() == pytest.approx(math.sqrt(2 / 64), rel=0.05)
+    _, pytorch = hash_layer_of("ACHNet", "pytorch")
+    assert pytorch.weight.abs().max() <= 1 / math.sqrt(64)
+
+
+@pytest.mark.parametrize("params,match", [({"hidden_dim": 0}, "hidden_dim"), ({"temperature": -1.0}, "temperature"),
+                                          ({"contrastive_balance": float("nan")}, "contrastive_balance")])
+def test_bad_parameters_are_named(params, match):
+    with pytest.raises(InvalidInputError, match=match):
+        ACHNet(**params).validate_params()
+
+
 def test_one_class_is_a_clear_error(clustered_features):
     X, y = clustered_features
     with pytest.raises(InvalidInputError, match="at least two classes"):
@@ -112,7 +128,7 @@ def test_learns_on_long_tail_features(long_tail_benchmark):
     method = ACHNet(n_bits=64, random_state=0, hidden_dim=256, settings="features", learning_rate=1e-3,
                     n_epochs=30, n_threads=1)
     deep_map = benchmark_map(method, long_tail_benchmark)
-    assert deep_map > lsh_map(long_tail_benchmark, 64) + 0.3  # measured 0.86 against 0.37
+    assert deep_map > lsh_map(long_tail_benchmark, 64) + 0.3  # measured 0.90 (seeds 0, 1) against 0.37
     losses = method.training_log_["loss"]
     assert len(losses) == 30 and losses[-1] < 0.8 * losses[0]
     # the last epoch's centres: one per class, each nearest (by cosine) to its own class's codes

@@ -5,6 +5,7 @@ import math
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 from torch.autograd import gradcheck
 
@@ -58,6 +59,20 @@ def test_parity_with_reference_loss():
     assert len(reference_values) == 3 and reference_values[0] != reference_values[2]  # the bank mattered
 
 
+def test_reference_head_init_is_normal_0_01():
+    from test_deep_trunk import hash_layer_of
+
+    _, layer = hash_layer_of("DHN", "reference")  # DeepHash-pytorch network.py's hash_layer
+    assert layer.weight.std().item() == pytest.approx(0.01, rel=0.02) and torch.count_nonzero(layer.bias) == 0
+
+
+def test_bad_quantization_weight_is_named():
+    from methods.base import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="quantization_weight"):
+        DHN(quantization_weight=-0.1).validate_params()
+
+
 # ---------------------------------------------------------------------------- training
 SHORT_RUN = dict(settings="features", learning_rate=1e-3, n_epochs=30, n_threads=1)
 
@@ -67,7 +82,7 @@ def test_learns_on_long_tail_features(long_tail_benchmark):
 
     method = DHN(n_bits=64, random_state=0, **SHORT_RUN)
     deep_map = benchmark_map(method, long_tail_benchmark)
-    assert deep_map > lsh_map(long_tail_benchmark, 64) + 0.1
+    assert deep_map > lsh_map(long_tail_benchmark, 64) + 0.1  # measured 0.51-0.55 (seeds 0, 1) against 0.37
     losses = method.training_log_["loss"]
     assert len(losses) == 30 and losses[-1] < 0.9 * losses[0]
     assert not hasattr(method, "output_bank_")  # training state is dropped after fit

@@ -118,13 +118,20 @@ def test_bad_parameters_are_named(params, match, clustered_features):
         OrthoHash(n_bits=8, n_epochs=1, **params).fit(X, y)
 
 
+def test_reference_head_init_is_normal_0_01_without_bias():
+    from test_deep_trunk import hash_layer_of
+
+    _, layer = hash_layer_of("OrthoHash", "reference")  # models/alexnet.py: hash_fc[0], bias=False
+    assert layer.bias is None and layer.weight.std().item() == pytest.approx(0.01, rel=0.02)
+
+
 # ---------------------------------------------------------------------------- training
 def test_learns_on_long_tail_features(long_tail_benchmark):
     from deep_baseline_checks import benchmark_map, lsh_map
 
     method = OrthoHash(n_bits=64, random_state=0, settings="features", learning_rate=1e-3, n_epochs=30, n_threads=1)
     deep_map = benchmark_map(method, long_tail_benchmark)
-    assert deep_map > lsh_map(long_tail_benchmark, 64) + 0.25  # measured 0.77 against 0.37
+    assert deep_map > lsh_map(long_tail_benchmark, 64) + 0.3  # measured 0.92-0.93 (seeds 0, 1) against 0.37
     losses = method.training_log_["loss"]
     assert len(losses) == 30 and losses[-1] < 0.5 * losses[0]
     # training codes lie nearest (in Hamming distance) to their own class's code

@@ -1,5 +1,6 @@
-"""REPORT.md in the results folder: the main tables beside the published numbers, head/medium/tail
-MAP, paired t-tests against the paper's claim, and the figures of every experiment run there.
+"""REPORT.md and report.html in the results folder: the main tables (95% intervals, marks) beside the
+published numbers, tail MAP, head/medium/tail and many/medium/few-shot MAP, Holm-corrected paired
+t-tests against the paper's claim, the long-tail diagnostics and the figures of every experiment run there.
 
 Every run (the main grid or ``--experiment NAME``) records what it resolved to (specs, IFs, bits,
 seeds) in ``<results>/experiments.json``; the report is rebuilt from that manifest and the result
@@ -16,11 +17,14 @@ import pandas as pd
 
 from common.io import atomic_write, file_slug
 
+from . import diagnostics
 from .experiments import FIGURES, SIGNIFICANCE_TARGET, TABLE
-from .report import (PAPER_DATASETS, group_markdown, group_summary, paired_ttests, summary_table, table_caption,
-                     to_markdown, wide_table)
+from .report import (MARKS_LEGEND_MARKDOWN, PAPER_DATASETS, TAIL_TEXT, csv_text, group_markdown, group_summary,
+                     marked_markdown, ordered_methods, paired_ttests, shot_markdown, summary_table, table_caption,
+                     tail_summary, with_holm)
 from .results import GROUPS, StoredResults, as_results
 from .store import ResultStore
+from .uncertainty import bootstrap_intervals, format_interval
 
 MANIFEST = "experiments.json"
 
@@ -72,7 +76,7 @@ def experiment_frame(results, run: dict, mode: str, policy: str = "tie_aware") -
         "value": [points[key]["value"] for key in frame["method_key"]],
         "display": frame["method"], "method_key": frame["method_key"],
         "imbalance_factor": frame["imbalance_factor"], "bits": frame["bits"], "seed": frame["seed"],
-        "map": frame[f"map_{policy}"], "loss": frame["loss"],
+        "map": frame[f"map_{policy}"], "loss": frame["loss"], "cell_key": frame["cell_key"],
     })
     for group in GROUPS:
         column = f"{group}_map_{policy}"
@@ -122,68 +126,170 @@ def significance_table(results, run: dict, mode: str, policy: str = "tie_aware")
         return tests
     tests = tests[tests["imbalance_factor"].isin([float(f) for f in run["imbalance_factors"]])
                   & tests["bits"].isin([int(b) for b in run["bits"]])].reset_index(drop=True)
+    tests = with_holm(tests)  # Holm over the settings shown
     long_tail = tests["imbalance_factor"] > 1
     tests["paper_claim"] = np.where(long_tail, "p < 0.05, LTHNet better", "none (balanced)")
-    tests["agrees"] = np.where(long_tail, np.where(tests["significant_0.05"], "yes", "no"), "–")
+    tests["agrees"] = np.where(long_tail, np.where(tests["result"] == "significantly better", "yes", "no"), "–")
     return tests
+
+
+SIGNIFICANCE_TEXT = (
+    "LTHNet (k=3) against the best other method of each setting: two-sided paired t-test over per-query AP "
+    "(mean over the seeds both ran); 'p (Holm)' corrects the raw p for the number of settings tested (Holm); "
+    "'result' and 'ours agrees' use the Holm-corrected p at 0.05 and the sign of the difference; "
+    "[low, high]: 95% bootstrap intervals (the difference's is paired, over the same queries).")
 
 
 def significance_markdown(tests: pd.DataFrame) -> str:
     if tests.empty:
         return "_No LTHNet (k=3) cells with a competitor in this run: no test._\n"
-    lines = ["| IF | bits | LTHNet (k=3) | best other method | its MAP | p (per-query AP) | p (across seeds) "
-             "| paper's claim | ours agrees |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [SIGNIFICANCE_TEXT, "",
+             "| IF | bits | LTHNet (k=3) | best other method | its MAP | difference | p (per-query AP) | p (Holm) "
+             "| result | p (across seeds) | paper's claim | ours agrees |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, row in tests.iterrows():
         seeds_p = "–" if pd.isna(row["across_seeds_p"]) else f"{row['across_seeds_p']:.3g}"
+        ours = format_interval(row["map_method"], row.get("map_method_ci_low"), row.get("map_method_ci_high"))
+        theirs = format_interval(row["map_best_other"], row.get("map_best_other_ci_low"),
+                                 row.get("map_best_other_ci_high"))
+        diff = format_interval(row["difference"], row.get("difference_ci_low"), row.get("difference_ci_high"))
         lines.append(
-            f"| {row['imbalance_factor']:g} | {row['bits']} | {row['map_method']:.4f} | {row['best_other']} | "
-            f"{row['map_best_other']:.4f} | {row['p_value']:.3g} | {seeds_p} | {row['paper_claim']} | {row['agrees']} |")
+            f"| {row['imbalance_factor']:g} | {row['bits']} | {ours} | {row['best_other']} | {theirs} | {diff} | "
+            f"{row['p_value']:.3g} | {row['p_holm']:.3g} | {row['result']} | {seeds_p} | {row['paper_claim']} | "
+            f"{row['agrees']} |")
     return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------- report
 
 
+DIAGNOSTIC_FIGURES = ("per_class_ap", "query_map_diagnostic", "retrieval_examples")
+
+
+def _suffix(run: dict) -> str:
+    return "" if run["experiment"] == "main" else f"_{run['experiment']}"
+
+
+def table_data(results: StoredResults, run: dict, mode: str, policy: str = "tie_aware") -> dict:
+    """Everything a table run's report shows, computed once per read of the store (REPORT.md and
+    report.html share it): frame, summary (intervals and marks), tail (the tail-MAP view), groups,
+    tests (significance) and inflation (the per-cell protocol-inflation diagnostic)."""
+    def compute():
+        frame = run_frame(results, run, mode)
+        if frame.empty:
+            return {"frame": frame}
+        deep = frame[frame["family"] == "deep"]
+        return {"frame": frame, "summary": summary_table(frame, policy, results),
+                "tail": tail_summary(results, frame, policy), "groups": group_summary(frame, policy, results),
+                "tests": significance_table(results, run, mode, policy),
+                "inflation": diagnostics.inflation_table(results, deep, policy), "n_deep": len(deep)}
+
+    identity = {k: run.get(k) for k in ("dataset", "experiment", "imbalance_factors", "bits", "seeds", "split_seed",
+                                        "fingerprints")}
+    identity["points"] = [p["key"] for p in run["points"]]
+    key = ("table_data", mode, policy, json.dumps(identity, sort_keys=True, default=repr))
+    return results.cached(key, compute)
+
+
+INFLATION_TEXT = (
+    "Protocol-inflation diagnostic (never a table number): the trainer's query MAP after each recorded epoch "
+    "(`training_log['query_map_diagnostic']`). 'final' is the final epoch's MAP, the table's number (the selection "
+    "rule is the final epoch); 'best on query' the best over the recorded epochs and the final one, which choosing "
+    "the epoch on the query set would have reported; 'inflation' their difference (mean over seeds).")
+
+
+def inflation_markdown(inflation: pd.DataFrame) -> str:
+    summary = diagnostics.inflation_summary(inflation)
+    if summary.empty:
+        return ""
+    lines = [INFLATION_TEXT, "", "| Method | IF | bits | final (table) | best on query | inflation | largest over seeds "
+             "| seeds | recorded epochs |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in summary.itertuples(index=False):
+        lines.append(f"| {row.method} | {row.imbalance_factor:g} | {row.bits} | {row.final_map:.4f} | "
+                     f"{row.best_on_query_map:.4f} | {row.inflation:+.4f} | {row.max_inflation:+.4f} | {row.n_seeds} | "
+                     f"{row.n_points} |")
+    return "\n".join(lines) + "\n"
+
+
+def _embedded(results: StoredResults, run: dict, name: str, text: str) -> list[str]:
+    png = next((p for p in run.get("figure_files", {}).get(name, ()) if p.endswith(".png")), None)
+    if png and os.path.exists(os.path.join(results.store.root, png)):
+        return [text, "", f"![{name}]({png})", ""]
+    return []
+
+
+RETRIEVAL_TEXT = (
+    "Retrieval examples: queries of the classes with the fewest training items (at the run's largest IF and middle "
+    "code length; the first query of each class), each shown method's top 10 by Hamming distance over the stored "
+    "codes (ties broken by database index), green frame: same class as the query, red: another class; d: Hamming "
+    "distance. Methods: the best shallow method and the best deep baseline of that setting by MAP, and LTHNet (k=3); "
+    "each method's lowest seed.")
+
+
 def _table_section(results: StoredResults, run: dict, mode: str, policy: str) -> list[str]:
-    frame = run_frame(results, run, mode)
+    data = table_data(results, run, mode, policy)
+    frame = data["frame"]
     if frame.empty:
         return ["_No stored cells yet._", ""]
-    summary = summary_table(frame, policy)
-    wide = wide_table(summary)
-    lines = [table_caption(frame, run["dataset"], mode, policy), ""]
-    published = None
+    summary = data["summary"]
+    lines = [table_caption(frame, run["dataset"], mode, policy), "", MARKS_LEGEND_MARKDOWN, "",
+             marked_markdown(summary)]
     if summary["published"].notna().any():
-        published = wide_table(summary.dropna(subset=["published"]), value="published")
-    lines.append(to_markdown(wide, published))
-    if published is not None:
         diff = summary["difference"].dropna()
-        lines += ["Cells read 'ours / published (ours - published)'. Mean difference to the published MAP: "
-                  f"{diff.mean():+.4f} over {diff.size} values (mean absolute {diff.abs().mean():.4f}).", ""]
+        lines += ["Cells read 'ours [95% interval] / published (ours - published)'. Mean difference to the published "
+                  f"MAP: {diff.mean():+.4f} over {diff.size} values (mean absolute {diff.abs().mean():.4f}).", ""]
     elif run["dataset"] not in PAPER_DATASETS:
         lines += [f"The paper publishes no numbers for {run['dataset']}: no differences to show.", ""]
-    lines += ["#### Head / medium / tail classes", "", group_markdown(group_summary(frame, policy)),
+    tail = data["tail"]
+    if not tail.empty and tail["map"].notna().any():
+        lines += ["#### Tail MAP", "", TAIL_TEXT, "", marked_markdown(tail, published=False)]
+    groups = data["groups"]
+    lines += ["#### Head / medium / tail classes", "", group_markdown(groups),
               "Thresholds: classes ranked by training-set size (largest first, ties by class index) and cut "
-              "into thirds (benchmark/runner.py `class_groups`); at IF = 1 the groups are class-index thirds.",
-              "", "#### Significance (paired t-test, two-sided)", "", significance_markdown(
-                  significance_table(results, run, mode, policy)), ""]
+              "into thirds (benchmark/runner.py `class_groups`); at IF = 1 the groups are class-index thirds.", ""]
+    shots = shot_markdown(groups)
+    if shots:
+        lines += ["#### Many / medium / few-shot classes", "", shots]
+    lines += _embedded(results, run, "per_class_ap", "#### Per-class AP against training-set size")
+    lines += ["#### Significance (paired t-test, two-sided, Holm-corrected)", "", significance_markdown(data["tests"]), ""]
+    if data["n_deep"]:
+        lines += ["#### Protocol-inflation diagnostic (query MAP per epoch)", ""]
+        table = inflation_markdown(data["inflation"])
+        lines += [table] if table else ["_No deep cell of this run recorded the per-epoch query MAP "
+                                        "(`training_log['query_map_diagnostic']`)._", ""]
+        lines += _embedded(results, run, "query_map_diagnostic", "MAP against epoch (diagnostic only):")
+    lines += _embedded(results, run, "retrieval_examples", "#### Retrieval examples\n\n" + RETRIEVAL_TEXT)
     return lines
 
 
-def _sweep_markdown(frame: pd.DataFrame, sweep: str | None) -> str:
-    data = frame.groupby(["base", "value", "imbalance_factor", "bits"], dropna=False, sort=False)["map"] \
-        .mean().reset_index()
+def sweep_table(results: StoredResults, frame: pd.DataFrame, sweep: str | None, policy: str = "tie_aware") -> pd.DataFrame:
+    """An experiment's MAP per row (base method, swept value) x IF x bits, mean over seeds, with its
+    95% interval (columns row, imbalance_factor, bits, map, map_ci_low, map_ci_high)."""
+    keys = ["base", "value", "imbalance_factor", "bits"]
+    groups = list(frame.groupby(keys, dropna=False, sort=False))
+    items = [[(results.arrays(k)[f"ap_{policy}"], None) for k in g.sort_values("seed")["cell_key"]] for _, g in groups]
+    intervals = bootstrap_intervals(items) if items else np.empty((0, 3))
+    data = pd.DataFrame([dict(zip(keys, key)) for key, _ in groups])
+    data["map"] = [g["map"].mean() for _, g in groups]
+    data["map_ci_low"], data["map_ci_high"] = intervals[:, 1], intervals[:, 2]
     base_order = {b: i for i, b in enumerate(dict.fromkeys(frame["base"]))}
     data["_order"] = data["base"].map(base_order)
     if sweep:
         data = data.sort_values(["_order", "value"], kind="stable")
     data["row"] = data["base"] + (f", {sweep}=" + data["value"].astype(str) if sweep else "")
-    wide = data.pivot_table(index="row", columns=["imbalance_factor", "bits"], values="map", aggfunc="first",
-                            sort=False)
-    wide = wide.sort_index(axis=1)
-    header = ["Run"] + [f"IF={f:g} {b} bits" for f, b in wide.columns]
+    return data.drop(columns="_order").reset_index(drop=True)
+
+
+def _sweep_markdown(data: pd.DataFrame) -> str:
+    columns = sorted(set(zip(data["imbalance_factor"], data["bits"])))
+    header = ["Run"] + [f"IF={f:g} {b} bits" for f, b in columns]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---|" * (len(header) - 1)]
-    for row, values in wide.iterrows():
-        lines.append(f"| {row} | " + " | ".join("–" if pd.isna(v) else f"{v:.4f}" for v in values) + " |")
+    for row in dict.fromkeys(data["row"]):
+        cells = []
+        for factor, bits in columns:
+            hit = data[(data["row"] == row) & (data["imbalance_factor"] == factor) & (data["bits"] == bits)]
+            cells.append("–" if hit.empty else format_interval(hit["map"].iloc[0], hit["map_ci_low"].iloc[0],
+                                                               hit["map_ci_high"].iloc[0]))
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -195,6 +301,8 @@ def _figure_section(results: StoredResults, run: dict, mode: str, policy: str) -
     if frame.empty:
         return lines + ["_No stored cells yet._", ""]
     for name, paths in sorted(run.get("figure_files", {}).items()):
+        if name in DIAGNOSTIC_FIGURES:
+            continue
         png = next((p for p in paths if p.endswith(".png")), None)
         if png and os.path.exists(os.path.join(results.store.root, png)):
             lines += [f"![{name}]({png})", ""]
@@ -206,7 +314,8 @@ def _figure_section(results: StoredResults, run: dict, mode: str, policy: str) -
                 lines.append(f"| {row['imbalance_factor']:g} | {row['bits']} | {row['seed']} | {len(loss)} | "
                              f"{loss[0]:.4f} | {loss[-1]:.4f} | {loss[-1] / max(loss):.3f} |")
         lines.append("")
-    lines += ["MAP (mean over seeds):", "", _sweep_markdown(frame, run.get("sweep")), ""]
+    lines += ["MAP (mean over seeds) [95% bootstrap interval over queries and seeds]:", "",
+              _sweep_markdown(sweep_table(results, frame, run.get("sweep"), policy)), ""]
     return lines
 
 
@@ -243,12 +352,71 @@ def write_report(source, policy: str = "tie_aware") -> str:
     return atomic_write(os.path.join(store.root, "REPORT.md"), "\n".join(lines) + "\n")
 
 
+def draw_diagnostics(results: StoredResults, run: dict, mode: str, policy: str = "tie_aware",
+                     data=None) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """The long-tail diagnostics of a table run: per-class AP against training-set size, the query
+    MAP per epoch (figure and ``tables/query_map_diagnostic_*.csv``, when the trainer recorded it)
+    and, when ``data`` has images, the retrieval examples. Returns (figures name -> paths,
+    tables name -> path)."""
+    from . import figures
+
+    if TABLE not in run.get("outputs", ()):
+        return {}, {}
+    table = table_data(results, run, mode, policy)
+    frame = table["frame"]
+    if frame.empty:
+        return {}, {}
+    dataset = run["dataset"]
+    bits = int(run["bits"][len(run["bits"]) // 2])
+    tail = f"{file_slug(dataset)}_{mode}{_suffix(run)}"
+    root = results.store.root
+    drawn, tables = {}, {}
+    per_class = diagnostics.per_class_ap(results, frame[frame["bits"] == bits], policy)
+    if len(per_class):
+        order = {m: i for i, m in enumerate(ordered_methods(per_class["method"]))}
+        per_class = per_class.sort_values("method", key=lambda s: s.map(order), kind="stable")
+        drawn["per_class_ap"] = figures.plot_per_class_ap(per_class, dataset, bits,
+                                                          os.path.join(root, "figures", f"per_class_ap_{tail}"))
+    inflation = table["inflation"]
+    if not inflation.empty:
+        tables["query_map_diagnostic_csv"] = atomic_write(
+            os.path.join(root, "tables", f"query_map_diagnostic_{tail}_{policy}.csv"),
+            csv_text(inflation.drop(columns=["epochs", "maps"])))
+        at_bits = inflation[inflation["bits"] == bits]
+        if len(at_bits):
+            drawn["query_map_diagnostic"] = figures.plot_query_map_curves(
+                diagnostics.inflation_curves(at_bits), at_bits, dataset, bits,
+                os.path.join(root, "figures", f"query_map_diagnostic_{tail}"))
+    load = diagnostics.image_loader(data)
+    if load is not None:
+        factor = max(frame["imbalance_factor"])
+        setting = frame[(frame["imbalance_factor"] == factor) & (frame["bits"] == bits)]
+        target = next((p["display"] for p in run["points"] if p["base"] == SIGNIFICANCE_TARGET), None)
+        lthnet = {p["display"] for p in run["points"] if p["base"].startswith("LTHNet")}
+        methods = diagnostics.choose_example_methods(setting, target, lthnet, policy)
+        examples = diagnostics.retrieval_examples(results, setting, data, methods)
+        if examples:
+            title = (f"{dataset}, IF={factor:g}, {bits} bits: top {len(examples[0]['items'])} by Hamming distance "
+                     "(ties by database index) for tail-class queries; green: same class, red: another class")
+            drawn["retrieval_examples"] = figures.plot_retrieval_examples(
+                examples, load, list(getattr(data, "class_names", ()) or ()), title,
+                os.path.join(root, "figures", f"retrieval_examples_{tail}"))
+    return drawn, tables
+
+
 def finish_run(results: StoredResults, run: dict, mode: str, policy: str = "tie_aware", data=None) -> dict[str, str]:
-    """After a run: draw its figures, record it in the manifest and rewrite REPORT.md. ``data`` (the
-    run's BenchmarkData, optional) serves what needs the dataset itself. Returns name -> path of
-    every file written (e.g. ``figure3.png``, ``report``)."""
+    """After a run: draw its figures and diagnostics, record it in the manifest and rewrite
+    REPORT.md and report.html. ``data`` (the run's BenchmarkData, optional) serves what needs the
+    dataset itself (the retrieval examples' images). Returns name -> path of every file written
+    (e.g. ``figure3.png``, ``per_class_ap.png``, ``report``, ``html_report``)."""
+    from .html_report import write_html
+
     figure_paths = draw_figures(results, run, mode)
+    diagnostic_paths, tables = draw_diagnostics(results, run, mode, policy, data)
+    figure_paths.update(diagnostic_paths)
     record_run(results.store, run, mode, figure_paths)
     written = {f"{name}.{path.rsplit('.', 1)[-1]}": path for name, files in figure_paths.items() for path in files}
+    written.update(tables)
     written["report"] = write_report(results, policy)
+    written["html_report"] = write_html(results, policy)
     return written

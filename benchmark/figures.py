@@ -1,5 +1,6 @@
 """Figures of the paper drawn with matplotlib (PNG and PDF): Figure 2, the log-log class-size
-plots of the long-tail training splits, and Figures 3-7 from an experiment's stored results.
+plots of the long-tail training splits, Figures 3-7 from an experiment's stored results, and the
+report's diagnostics (per-class AP against training-set size, query MAP per epoch, retrieval examples).
 
 Figures 3-7 share one signature, ``plot_x(frame, dataset, bits, path_stem) -> [png, pdf]``: the
 frame is ``benchmark.analysis_report.experiment_frame`` (one row per stored cell with columns base,
@@ -24,11 +25,11 @@ def _pyplot():
     return plt
 
 
-def save_figure(fig, path_stem: str) -> list[str]:
-    """Save as PNG and PDF; returns both paths."""
+def save_figure(fig, path_stem: str, extensions: Sequence[str] = ("png", "pdf")) -> list[str]:
+    """Save as PNG and PDF (or ``extensions``); returns the paths."""
     os.makedirs(os.path.dirname(os.path.abspath(path_stem)), exist_ok=True)
     paths = []
-    for extension in ("png", "pdf"):
+    for extension in extensions:
         path = f"{path_stem}.{extension}"
         fig.savefig(path, dpi=150, bbox_inches="tight")
         paths.append(path)
@@ -36,14 +37,21 @@ def save_figure(fig, path_stem: str) -> list[str]:
     return paths
 
 
-def plot_class_sizes(sizes_by_factor: dict[float, np.ndarray], dataset: str, path_stem: str) -> list[str]:
-    """Figure 2: sorted training-class sizes against class rank, log-log, one line per IF."""
+def plot_class_sizes(sizes_by_factor: dict[float, np.ndarray], dataset: str, path_stem: str,
+                     realised: dict[float, float] | None = None) -> list[str]:
+    """Figure 2: sorted training-class sizes against class rank, log-log, one line per IF. The
+    legend shows the realised n_max / n_min beside the requested IF where they differ (by more than
+    1%): from ``realised`` (IF -> ratio, e.g. the split cards') or else from the sizes drawn."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.2, 3.4))
     for factor, sizes in sorted(sizes_by_factor.items()):
         ranked = np.sort(np.asarray(sizes))[::-1]
+        ratio = (realised or {}).get(factor)
+        if ratio is None and ranked.size:
+            ratio = float(ranked[0] / ranked[-1]) if ranked[-1] > 0 else float("inf")
+        note = "" if ratio is None or np.isclose(ratio, factor, rtol=0.01) else f", realised {ratio:.3g}"
         ax.loglog(np.arange(1, ranked.size + 1), ranked, marker="o", markersize=2.5, linewidth=1.2,
-                  label=f"IF={factor:g} (n={int(ranked.sum()):,})")
+                  label=f"IF={factor:g}{note} (n={int(ranked.sum()):,})")
     ax.set_xlabel("class rank (log)")
     ax.set_ylabel("training images per class (log)")
     ax.set_title(f"{dataset}: long-tail training splits")
@@ -201,3 +209,129 @@ def plot_convergence(frame, dataset: str, bits: int, path_stem: str) -> list[str
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, path_stem)
+
+
+# ---------------------------------------------------------------------------- report diagnostics
+
+
+def _diagnostic_factors(frame):
+    """The IFs a long-tail diagnostic shows: those > 1 (all of them when the run has none)."""
+    factors = sorted(frame["imbalance_factor"].unique())
+    long_tail = [f for f in factors if f > 1]
+    return long_tail or factors
+
+
+def plot_per_class_ap(per_class, dataset: str, bits: int, path_stem: str) -> list[str]:
+    """Per-class AP (mean over the class's queries and the seeds) against the class's training-set
+    size (log x axis), one marker series per method (a marker per class, the line through the mean
+    over classes of equal size), one panel per IF > 1; ``per_class`` is
+    ``benchmark.diagnostics.per_class_ap`` at one code length, methods in legend order."""
+    _check(per_class, "the per-class AP figure")
+    factors = _diagnostic_factors(per_class)
+    fig, axes = _panels(len(factors), width=3.8, height=3.2)
+    methods = list(dict.fromkeys(per_class["method"]))
+    markers = "osD^v<>pPX*h"
+    for i, (ax, factor) in enumerate(zip(axes, factors)):
+        for j, method in enumerate(methods):
+            rows = per_class[(per_class["imbalance_factor"] == factor) & (per_class["method"] == method)]
+            if len(rows):
+                by_size = rows.groupby("train_size")["ap"].mean()
+                line, = ax.plot(by_size.index, by_size.to_numpy(), linewidth=0.9, alpha=0.8,
+                                marker=markers[j % len(markers)], markersize=0, label=method)
+                ax.plot(rows["train_size"], rows["ap"], linestyle="none", marker=markers[j % len(markers)],
+                        markersize=3.5, alpha=0.85, color=line.get_color())
+        ax.set_xscale("log")
+        ax.set_xlabel("training items of the class (log)")
+        ax.set_ylabel("AP of the class's queries")
+        ax.set_title(f"({PANEL_LETTERS[i]}) {dataset}, IF={factor:g}", fontsize=9)
+    _finish(fig, axes, f"Per-class AP against training-set size ({bits} bits)")
+    return save_figure(fig, path_stem)
+
+
+def plot_query_map_curves(curves, finals, dataset: str, bits: int, path_stem: str) -> list[str]:
+    """The protocol-inflation diagnostic: the query MAP the trainer recorded after each epoch (mean
+    over seeds), one line per method, one panel per IF; the final epoch (the table's number) is the
+    filled marker at the end of each line. ``curves``/``finals``: ``diagnostics.inflation_curves`` /
+    ``inflation_table`` at one code length."""
+    _check(curves, "the query-MAP-per-epoch figure")
+    factors = sorted(curves["imbalance_factor"].unique())
+    fig, axes = _panels(len(factors), width=3.6, height=3.1)
+    for i, (ax, factor) in enumerate(zip(axes, factors)):
+        for method in dict.fromkeys(curves["method"]):
+            rows = curves[(curves["imbalance_factor"] == factor) & (curves["method"] == method)].sort_values("epoch")
+            if not len(rows):
+                continue
+            line, = ax.plot(rows["epoch"], rows["map"], marker="o", markersize=2.5, linewidth=1.1, label=method)
+            final = finals[(finals["imbalance_factor"] == factor) & (finals["method"] == method)]
+            if len(final):
+                ax.plot([final["final_epoch"].max()], [final["final_map"].mean()], marker="s", markersize=6,
+                        color=line.get_color(), markeredgecolor="black")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("query MAP (diagnostic)")
+        ax.set_title(f"({PANEL_LETTERS[i]}) {dataset}, IF={factor:g}", fontsize=9)
+    _finish(fig, axes, f"Query MAP per epoch (diagnostic only; square: final epoch = table value), {bits} bits")
+    return save_figure(fig, path_stem)
+
+
+def _tile(image, size: int, frame: tuple | None, border: int) -> np.ndarray:
+    """An image as a (size, size, 3) float tile in [0, 1] (nearest-neighbour resize), framed."""
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        image = image.astype(np.float32) / 255.0
+    else:
+        image = image.astype(np.float32)
+        peak = float(image.max()) if image.size else 1.0
+        image = image / peak if peak > 1.0 else image
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    inner = size - 2 * border
+    rows = (np.arange(inner) * image.shape[0] // inner).clip(0, image.shape[0] - 1)
+    cols = (np.arange(inner) * image.shape[1] // inner).clip(0, image.shape[1] - 1)
+    tile = np.ones((size, size, 3), dtype=np.float32)
+    if frame is not None:
+        tile[:] = frame
+    tile[border:border + inner, border:border + inner] = np.clip(image[rows][:, cols, :3], 0, 1)
+    return tile
+
+
+def plot_retrieval_examples(examples, load_image, class_names, title: str, path_stem: str,
+                            tile: int = 56) -> list[str]:
+    """Retrieval examples: one row per (query, method): the query, then its top-k database items
+    in rank order, each framed green (same class as the query) or red, with its Hamming distance.
+    ``examples``: ``benchmark.diagnostics.retrieval_examples``; ``load_image(row)`` an image array.
+    Drawn as one mosaic image (one axes), so a 9 x 11 grid costs about what one small plot does;
+    PNG only."""
+    if not examples:
+        raise ValueError("no retrieval examples to draw (the run's data has no images or no stored codes).")
+    plt = _pyplot()
+    colors = {True: (0.17, 0.63, 0.17), False: (0.84, 0.15, 0.16), None: (0.0, 0.0, 0.0)}
+    k = max(len(e["items"]) for e in examples)
+    gap, label, border, query_gap = 6, 14, 4, 14
+    width = (k + 1) * (tile + gap) + query_gap
+    height = len(examples) * (tile + label + gap)
+    canvas = np.ones((height, width, 3), dtype=np.float32)
+
+    def name(value):
+        return class_names[value] if class_names and value < len(class_names) else str(value)
+
+    texts = []
+    for r, example in enumerate(examples):
+        top = r * (tile + label + gap) + label
+        canvas[top:top + tile, 0:tile] = _tile(load_image(example["query_row"]), tile, colors[None], border)
+        texts.append((tile / 2, top - 2, f"query {name(example['query_label'])} ({example['train_size']} train)"))
+        texts.append((-6, top + tile / 2, f"{example['method']}\n{example['role']}", "right"))
+        for c, item in enumerate(example["items"]):
+            left = (c + 1) * (tile + gap) + query_gap
+            canvas[top:top + tile, left:left + tile] = _tile(load_image(item["row"]), tile, colors[item["correct"]],
+                                                             border)
+            texts.append((left + tile / 2, top - 2, f"d={item['distance']}"))
+    fig = plt.figure(figsize=(width / 100 + 1.6, height / 100 + 0.4))
+    ax = fig.add_axes((1.6 / (width / 100 + 1.6), 0, width / 100 / (width / 100 + 1.6), height / (height + 40)))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_axis_off()
+    for entry in texts:
+        x, y, text = entry[:3]
+        ha = entry[3] if len(entry) > 3 else "center"
+        ax.text(x, y, text, fontsize=5.5, ha=ha, va="bottom" if ha == "center" else "center")
+    fig.suptitle(title, fontsize=7, y=1.0)
+    return save_figure(fig, path_stem, ("png",))  # a raster mosaic: a PDF would add nothing

@@ -14,7 +14,21 @@ from .store import Cell, ResultStore
 GROUPS = ("head", "medium", "tail")
 FRAME_COLUMNS = ["dataset", "mode", "method", "method_key", "family", "imbalance_factor", "bits", "seed",
                  "split_seed", "data_fingerprint", "cell_key", "map_tie_aware", "map_index_order",
-                 "fit_seconds", "default_bits", "loss"]
+                 "fit_seconds", "default_bits", "loss", "realised_imbalance_factor"]
+
+
+def realised_imbalance_factor(record: dict) -> float:
+    """n_max / n_min of the cell's drawn training split: the dataset card's
+    ``long_tail.realised_imbalance_factor`` when present, else from its training-class sizes
+    (inf when a class has no training item; NaN when the record has neither)."""
+    dataset = record.get("dataset") or {}
+    long_tail = (dataset.get("card") or {}).get("long_tail") or {}
+    if long_tail.get("realised_imbalance_factor") is not None:
+        return float(long_tail["realised_imbalance_factor"])
+    sizes = np.asarray(dataset.get("train_class_sizes") or [], dtype=np.float64)
+    if sizes.size == 0:
+        return float("nan")
+    return float(sizes.max() / sizes.min()) if sizes.min() > 0 else float("inf")
 
 
 def _row(record: dict) -> dict:
@@ -30,6 +44,7 @@ def _row(record: dict) -> dict:
         "fit_seconds": record.get("timings", {}).get("fit_seconds", np.nan),
         "default_bits": tuple(record.get("dataset", {}).get("default_bits", (32, 64, 96))),
         "loss": (record.get("training_log") or {}).get("loss"),
+        "realised_imbalance_factor": realised_imbalance_factor(record),
     }
     for policy in ("tie_aware", "index_order"):
         for group, value in metrics.get(f"group_map_{policy}", {}).items():
@@ -50,6 +65,7 @@ class StoredResults:
         rows = [_row(record) for record in self.records.values()]
         self.frame = pd.DataFrame(rows, columns=None if rows else FRAME_COLUMNS)
         self._arrays: dict[str, dict] = {}
+        self._memo: dict = {}
 
     @classmethod
     def load(cls, store: ResultStore, dataset: str | None = None) -> "StoredResults":
@@ -80,6 +96,13 @@ class StoredResults:
             record = self.records[cell_key]
             self._arrays[cell_key] = self.store.load_arrays(Cell.from_dict(record["cell"]))
         return self._arrays[cell_key]
+
+    def cached(self, key, compute):
+        """``compute()`` once per key for this read of the store (e.g. the bootstrap intervals a
+        table, REPORT.md and report.html all show)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def per_query_ap(self, rows: pd.DataFrame, policy: str = "tie_aware") -> dict[int, np.ndarray]:
         """Per-query AP arrays by seed for the given rows (one method and setting)."""

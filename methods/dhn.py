@@ -1,5 +1,5 @@
 """DHN: Deep Hashing Network (Zhu, Long, Wang & Cao, "Deep Hashing Network for Efficient Similarity
-Retrieval", AAAI 2016), trained by the shared deep trainer (methods/_deep.py).
+Retrieval", AAAI 2016), trained by the shared deep trainer (methods/_deep/).
 
 Reference code: swuxyj/DeepHash-pytorch (DHN.py, network.py), the port whose loss we follow; the
 authors' TensorFlow code is thulab/DeepHash (DeepHash/model/dhn/dhn.py; see "Not followed" below).
@@ -38,9 +38,11 @@ and derives s_ij from it; we take s_ij from the training labels directly. The lo
 same: an unvisited row has U_j = 0, so s_ij Theta_ij = 0 either way. Single-label data only (the
 reference's y Y^T > 0 also covers multi-label data).
 
-Not followed: thulab/DeepHash's TensorFlow DHN weighs similar pairs by S/S1, uses the normalised
-(cosine) inner product and a squared quantisation loss mean((|u| - 1)^2) with ``cq_lambda``; that
-code departs from the paper's log cosh penalty, which the PyTorch port keeps.
+Not followed: thulab/DeepHash's TensorFlow DHN (dhn.py ``cross_entropy``, ``apply_loss_function``)
+weighs similar pairs by S/S1, scores pairs within the batch only, its example script selects the
+normalised (cosine) inner product (examples/dhn/train_val_script.py ``normed_cross_entropy``), and
+its quantisation loss is mean((|u| - 1)^2) with ``cq_lambda``; that code departs from the paper's
+log cosh penalty, which the PyTorch port keeps.
 
 In "features" mode the head sits on the shared trainable trunk (``Linear(512, 2000)`` + ReLU,
 methods/_deep/trunk.py) over frozen ResNet34 features, standing in for the fine-tuned backbone

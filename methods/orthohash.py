@@ -44,10 +44,12 @@ Hyperparameters and their sources (main.py defaults, which the README says give 
   (main.py lines 20-21, 66-79; train_hashing.py line 272).
 
 Deliberate deviations:
-* The final epoch is kept (the reference also saves the best epoch by test MAP, lines 339-341).
+* The final epoch is kept (the reference reports and saves the best epoch by test MAP beside the
+  last one, lines 339-349).
 * The reference drops the last incomplete training batch (its loaders use ``drop_last=True``); the
-  shared trainer does not, so a last batch of ONE item would leave BatchNorm without batch
-  statistics: such a batch is normalised with the running statistics (not updated by it).
+  shared trainer does not, so a last batch of ONE item (n_train = 1 modulo the batch size) would
+  leave BatchNorm without batch statistics: such a batch is normalised with the running statistics
+  (not updated by it); every other batch is ordinary training-mode BatchNorm.
 * Single-label data: the reference's multi-label variants (label smoothing, BCE) are not offered.
 * Backbone: the shared ResNet34 (the reference fine-tunes an AlexNet). In "features" mode the head
   sits on the shared trainable trunk (``Linear(512, 2000)`` + ReLU, methods/_deep/trunk.py) over
@@ -71,7 +73,7 @@ from .registry import register
 MARGIN_TYPES = ("cos", "arc")
 QUANTIZATION_TYPES = ("cs", "l1", "l2")
 CODEBOOKS = ("bernoulli", "optimized")
-#: orthohash.py line 61: arccos of the cosine is taken after clamping it to +-ARC_CLAMP
+#: orthohash.py lines 61, 67: arccos of the cosine is taken after clamping it to +-ARC_CLAMP
 ARC_CLAMP = 0.99999
 
 

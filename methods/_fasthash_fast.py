@@ -150,7 +150,8 @@ class StackedTrees:
         nodes = np.concatenate(node_arrays) if node_arrays else np.zeros(0, dtype=PREDICTOR_RECORD_DTYPE)
         shift = np.repeat(np.asarray(roots, dtype=np.int64), [a.size for a in node_arrays]) if node_arrays else 0
         self.feature = np.ascontiguousarray(nodes["feature_idx"], dtype=np.int64)
-        self.threshold = np.ascontiguousarray(nodes["bin_threshold"], dtype=np.uint8)
+        self.bin_threshold = np.ascontiguousarray(nodes["bin_threshold"], dtype=np.uint8)
+        self.num_threshold = np.ascontiguousarray(nodes["num_threshold"], dtype=np.float64)
         self.left = (nodes["left"].astype(np.int64) + shift)
         self.right = (nodes["right"].astype(np.int64) + shift)
         self.is_leaf = np.ascontiguousarray(nodes["is_leaf"], dtype=np.uint8)
@@ -160,20 +161,26 @@ class StackedTrees:
         self.bit_off = np.asarray(bit_off, dtype=np.int64)
         self.base = np.asarray([model.base for model in bits], dtype=np.float64)
 
-    def decision(self, X_binned: np.ndarray, n_threads: int) -> np.ndarray:
-        n = X_binned.shape[0]
+    def decision(self, X: np.ndarray, n_threads: int, binned: bool = True) -> np.ndarray:
+        """Decision values (n, bits) on bin ids (``binned``) or on the raw features. The two agree
+        exactly: bin = #cuts below x, so bin <= t exactly when x <= cuts[t] (the float threshold)."""
+        if binned:
+            X, threshold, missing = np.asarray(X), self.bin_threshold, MISSING_BIN
+        else:
+            X, threshold, missing = np.ascontiguousarray(X, dtype=np.float64), self.num_threshold, -1
+        n = X.shape[0]
         out = np.empty((n, self.base.size), dtype=np.float64)
         threads = max(1, min(int(n_threads), n // 2000))
         edges = np.linspace(0, n, threads + 1).round().astype(int)
-        args = (self.feature, self.threshold, self.left, self.right, self.is_leaf, self.missing_left, self.value,
-                self.roots, self.bit_off, self.base, MISSING_BIN, out)
+        args = (self.feature, threshold, self.left, self.right, self.is_leaf, self.missing_left, self.value,
+                self.roots, self.bit_off, self.base, missing, out)
         if threads == 1:
-            kernels.predict_trees(X_binned, 0, n, *args)
+            kernels.predict_trees(X, 0, n, *args)
         else:
             with ThreadPoolExecutor(threads - 1) as pool:
-                futures = [pool.submit(kernels.predict_trees, X_binned, int(edges[i]), int(edges[i + 1]), *args)
+                futures = [pool.submit(kernels.predict_trees, X, int(edges[i]), int(edges[i + 1]), *args)
                            for i in range(1, threads)]
-                kernels.predict_trees(X_binned, 0, int(edges[1]), *args)
+                kernels.predict_trees(X, 0, int(edges[1]), *args)
                 for future in futures:
                     future.result()
         return out
@@ -227,6 +234,21 @@ class FastInference:
         total = kernels.add_bit_to_affinity(np.ascontiguousarray(codes, dtype=np.int8), int(scale), *self._pairs(),
                                             self.cross_other, self.cross_h)
         return float(total) / (float(self.n_pairs) * float(scale) * float(scale))
+
+
+def bin_features(X: np.ndarray, bins, n_threads: int) -> np.ndarray:
+    """``FeatureBins.transform`` (same bin ids) by a row-wise binary search, rows split over threads."""
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    cuts = np.full((X.shape[1], N_BINS - 1), np.inf, dtype=np.float64)  # at most 254 cuts per feature
+    for j, c in enumerate(bins.thresholds):
+        cuts[j, :c.size] = c
+    out = np.empty(X.shape, dtype=np.uint8)
+    n = X.shape[0]
+    threads = max(1, min(int(n_threads), n // 1000))
+    edges = np.linspace(0, n, threads + 1).round().astype(int)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda t: kernels.bin_rows(X, int(edges[t]), int(edges[t + 1]), cuts, out), range(threads)))
+    return np.asfortranarray(out)
 
 
 def solve_block(n_nodes, edge_first, edge_second, edge_weight, unary) -> np.ndarray:

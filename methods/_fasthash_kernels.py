@@ -339,10 +339,12 @@ def finish_tree(nint, nflt, part, shrinkage, decision, feat, thresholds_padded, 
 
 
 @njit(nogil=True, cache=True)
-def predict_trees(X_binned, row0, row1, feature, threshold, left, right, is_leaf, missing_left, value,
+def predict_trees(X, row0, row1, feature, threshold, left, right, is_leaf, missing_left, value,
                   roots, bit_off, base, missing_bin, out):
     """Decision values of several boosted bits, rows row0..row1-1: out[i, b] = base[b] plus, tree by
-    tree in order, the value of the leaf that row i reaches (scikit-learn ``predict_binned``). The
+    tree in order, the value of the leaf that row i reaches (scikit-learn's ``predict_binned`` on
+    bin ids with ``threshold`` = bin thresholds and ``missing_bin`` = 255; its raw ``predict`` on
+    features with ``threshold`` = the float thresholds and ``missing_bin`` = -1, none missing). The
     trees' nodes are stacked (child indices absolute); bit b's trees are roots[bit_off[b]:bit_off[b+1]]."""
     n_bits = base.size
     for i in range(row0, row1):
@@ -351,11 +353,11 @@ def predict_trees(X_binned, row0, row1, feature, threshold, left, right, is_leaf
             for t in range(bit_off[b], bit_off[b + 1]):
                 node = roots[t]
                 while not is_leaf[node]:
-                    bin_value = X_binned[i, feature[node]]
-                    if bin_value == missing_bin:
+                    x = X[i, feature[node]]
+                    if x == missing_bin:
                         go_left = missing_left[node] != 0
                     else:
-                        go_left = bin_value <= threshold[node]
+                        go_left = x <= threshold[node]
                     node = left[node] if go_left else right[node]
                 acc += value[node]
             out[i, b] = acc
@@ -688,3 +690,46 @@ def block_sweeps(codes, scale, orders, member_off, members, within_off, within_a
             trace[entry] = objective
             entry += 1
     return objective
+
+
+# ========================================================================================= binning
+@njit(nogil=True, cache=True, inline="always")
+def _search_step(cuts, j, position, x, step):
+    return position + step * (cuts[j, position + step - 1] < x)
+
+
+@njit(nogil=True, cache=True)
+def bin_rows(X, row0, row1, cuts, out):
+    """out[i, j] = the number of cuts[j] below X[i, j], rows row0..row1-1 (NumPy
+    ``searchsorted(side='left')``: the first position whose cut is >= x). ``cuts`` is padded with
+    +inf to 255 columns, so a binary search of eight fixed halving steps finds it. Eight features
+    are searched in lockstep (eight independent load chains) over a tile of 64 rows, so that their
+    cuts stay in the L1 cache."""
+    n_features = X.shape[1]
+    n_groups = n_features // 8
+    for t0 in range(row0, row1, 64):
+        t1 = min(t0 + 64, row1)
+        for g in range(n_groups):
+            j = 8 * g
+            for i in range(t0, t1):
+                x0, x1, x2, x3 = X[i, j], X[i, j + 1], X[i, j + 2], X[i, j + 3]
+                x4, x5, x6, x7 = X[i, j + 4], X[i, j + 5], X[i, j + 6], X[i, j + 7]
+                p0 = p1 = p2 = p3 = p4 = p5 = p6 = p7 = 0
+                for step in (128, 64, 32, 16, 8, 4, 2, 1):
+                    p0 = _search_step(cuts, j, p0, x0, step)
+                    p1 = _search_step(cuts, j + 1, p1, x1, step)
+                    p2 = _search_step(cuts, j + 2, p2, x2, step)
+                    p3 = _search_step(cuts, j + 3, p3, x3, step)
+                    p4 = _search_step(cuts, j + 4, p4, x4, step)
+                    p5 = _search_step(cuts, j + 5, p5, x5, step)
+                    p6 = _search_step(cuts, j + 6, p6, x6, step)
+                    p7 = _search_step(cuts, j + 7, p7, x7, step)
+                out[i, j], out[i, j + 1], out[i, j + 2], out[i, j + 3] = p0, p1, p2, p3
+                out[i, j + 4], out[i, j + 5], out[i, j + 6], out[i, j + 7] = p4, p5, p6, p7
+        for j in range(8 * n_groups, n_features):
+            for i in range(t0, t1):
+                x = X[i, j]
+                position = 0
+                for step in (128, 64, 32, 16, 8, 4, 2, 1):
+                    position = _search_step(cuts, j, position, x, step)
+                out[i, j] = position

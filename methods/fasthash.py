@@ -90,6 +90,8 @@ Deviations from the reference, on purpose:
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from joblib import Parallel, delayed
 
@@ -295,22 +297,34 @@ class FeatureBins:
     saves re-binning 50,000 x 512 features for every bit (and every bit's encoder).
     """
 
-    def __init__(self, X: np.ndarray, rng: np.random.Generator, max_samples: int = 200_000, n_levels: int = 255):
+    def __init__(self, X: np.ndarray, rng: np.random.Generator, max_samples: int = 200_000, n_levels: int = 255,
+                 n_threads: int = 1):
         if X.shape[0] > max_samples:
             X = X[np.sort(rng.choice(X.shape[0], max_samples, replace=False))]
+        X = np.asarray(X)
         quantiles = np.linspace(0.0, 1.0, n_levels + 1)[1:-1]
-        self.thresholds = []
-        for column in np.asarray(X).T:
-            values = np.unique(column)
+
+        def column_cuts(j):
+            ordered = np.sort(X[:, j])  # np.unique's own first step; quantiles only need the order
+            values = ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])]
             if values.size <= n_levels:
                 cuts = (values[:-1] + values[1:]) / 2.0
             else:
-                cuts = np.unique(np.quantile(column, quantiles, method="midpoint"))
-            self.thresholds.append(np.asarray(cuts, dtype=np.float64))
+                cuts = np.unique(np.quantile(ordered, quantiles, method="midpoint"))
+            return np.asarray(cuts, dtype=np.float64)
+
+        # features in parallel threads (NumPy's sort and partition release the GIL)
+        with ThreadPoolExecutor(max(1, int(n_threads))) as pool:
+            self.thresholds = list(pool.map(column_cuts, range(X.shape[1])))
         # levels actually used per feature (bin ids 0..levels-1); bin 255 is sklearn's missing bin
         self.n_levels = np.array([t.size + 1 for t in self.thresholds], dtype=np.uint32)
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
+    def transform(self, X: np.ndarray, engine: str = "auto", n_threads: int = 1) -> np.ndarray:
+        """Bin ids (uint8, Fortran order): ``searchsorted(cuts, x, side='left')`` per feature."""
+        if _use_fast_engine(engine):
+            from ._fasthash_fast import bin_features
+
+            return bin_features(X, self, n_threads)
         binned = np.empty(X.shape, dtype=np.uint8, order="F")
         for j, cuts in enumerate(self.thresholds):
             binned[:, j] = np.searchsorted(cuts, X[:, j], side="left")
@@ -504,15 +518,15 @@ class FastHash(HashingMethod):
             inference = FastInference(blocks, first, second, similar, n)
         else:
             inference, TreeData = ReferenceInference(blocks, first, second, similar, n), None
-        self.bins_ = FeatureBins(X, self._rng(2))
-        X_binned = self.bins_.transform(X)
-        tree_data = TreeData(X_binned, self.bins_) if fast else None
+        n_threads = self._n_threads()
+        self.bins_ = FeatureBins(X, self._rng(2), n_threads=n_threads)
         engine = "numba" if fast else "reference"
+        X_binned = self.bins_.transform(X, engine, n_threads)
+        tree_data = TreeData(X_binned, self.bins_) if fast else None
         params = self._tree_params()
         log = {"inference_objective": [], "code_fit_accuracy": [], "ksh_loss": []}
         inferred_codes, weights_per_bit = [], []
         self.hash_functions_ = []
-        n_threads = self._n_threads()
         for bit in range(1, K + 1):
             scale = bit if self.stagewise else K
             codes = np.ones(n, dtype=np.int8)  # reference init_bi_code = ones
@@ -550,16 +564,12 @@ class FastHash(HashingMethod):
     def _encode(self, X):
         outputs = np.empty((X.shape[0], len(self.hash_functions_)), dtype=np.float64)
         n_threads = self._n_threads()
-        stacked = None
-        if self._fast():
+        if self._fast():  # every bit's trees in one pass on the raw features (same sums, see StackedTrees)
             from ._fasthash_fast import StackedTrees
 
-            stacked = StackedTrees(self.hash_functions_)
+            return StackedTrees(self.hash_functions_).decision(X, n_threads, binned=False)
         for start in range(0, X.shape[0], 100_000):  # bins in chunks: 100,000 x d uint8 at a time
-            X_binned = self.bins_.transform(X[start:start + 100_000])
-            if stacked is not None:  # every bit's trees in one pass (same sums as decision_binned)
-                outputs[start:start + X_binned.shape[0]] = stacked.decision(X_binned, n_threads)
-                continue
+            X_binned = self.bins_.transform(X[start:start + 100_000], "reference")
             for b, model in enumerate(self.hash_functions_):
                 outputs[start:start + X_binned.shape[0], b] = model.decision_binned(X_binned, n_threads, "reference")
         return outputs

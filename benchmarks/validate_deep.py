@@ -44,8 +44,8 @@ PRESETS_FILE = os.path.join(DATA_DIR, "deep_feature_presets.csv")
 #: the grid every method gets: (learning rate, batch size); the other settings are FIXED_SETTINGS
 GRID = ((1e-4, 32), (1e-3, 32), (1e-4, 128), (1e-3, 128))
 FIXED_SETTINGS = {"optimizer": "rmsprop", "weight_decay": 5e-4, "lr_schedule": "cosine", "n_epochs": 30}
-DATASETS = ("synthetic-cifar100", "digits")
-IMBALANCE_FACTORS = (1.0, 100.0)
+#: the (dataset, imbalance factor) settings of the full study
+SETTINGS = (("synthetic-cifar100", 1.0), ("synthetic-cifar100", 100.0), ("digits", 1.0), ("digits", 100.0))
 #: cluster noise of the synthetic datasets (classes overlap: methods/data/README.md)
 SYNTHETIC_NOISE = 7.0
 LONG_TAIL_SEED = 0
@@ -96,27 +96,38 @@ def job_key(job: dict) -> tuple:
     return tuple(str(job[column]) for column in KEY_COLUMNS)
 
 
-def make_jobs(datasets, imbalance_factors, methods, grid, n_epochs: int, noise: float, holdout: float,
-              holdout_seed: int, n_bits: int) -> list[dict]:
-    """One job per dataset x IF x method x configuration, in the order they are run: the small
-    settings first, then each dataset's IF-1 split configuration by configuration (so a run cut
-    short leaves the same configurations for every method)."""
+def parse_setting(text: str) -> tuple[str, float]:
+    """``"dataset:IF"`` -> (dataset, IF)."""
+    dataset, _, factor = str(text).rpartition(":")
+    try:
+        value = float(factor)
+    except ValueError:
+        value = math.nan
+    if not dataset or not math.isfinite(value) or value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not DATASET:IF (e.g. synthetic-cifar100:100, digits:1)")
+    return dataset, value
+
+
+def make_jobs(settings, methods, grid, n_epochs: int, noise: float, holdout: float, holdout_seed: int,
+              n_bits: int) -> list[dict]:
+    """One job per (dataset, IF) setting x method x configuration, in the order they are run: the
+    small settings first, then each dataset's IF-1 split configuration by configuration (so a run
+    cut short leaves the same configurations for every method)."""
     jobs = []
-    for dataset in datasets:
-        for factor in imbalance_factors:
-            for row, (learning_rate, batch_size) in enumerate(grid):
-                for method in methods:
-                    params = METHOD_PARAMS.get(method, {})
-                    jobs.append({
-                        "dataset": dataset, "dataset_noise": _noise_text(dataset, noise),
-                        "imbalance_factor": f"{factor:g}", "long_tail_seed": LONG_TAIL_SEED,
-                        "holdout_fraction": f"{holdout:g}", "holdout_seed": holdout_seed, "n_bits": n_bits,
-                        "method": method, "method_params": _params_text(params), "grid_row": row,
-                        "optimizer": FIXED_SETTINGS["optimizer"], "learning_rate": f"{learning_rate:g}",
-                        "weight_decay": f"{FIXED_SETTINGS['weight_decay']:g}",
-                        "lr_schedule": FIXED_SETTINGS["lr_schedule"], "n_epochs": n_epochs, "batch_size": batch_size,
-                        "configuration": configuration_label(learning_rate, batch_size, n_epochs),
-                    })
+    for dataset, factor in settings:
+        for row, (learning_rate, batch_size) in enumerate(grid):
+            for method in methods:
+                params = METHOD_PARAMS.get(method, {})
+                jobs.append({
+                    "dataset": dataset, "dataset_noise": _noise_text(dataset, noise),
+                    "imbalance_factor": f"{factor:g}", "long_tail_seed": LONG_TAIL_SEED,
+                    "holdout_fraction": f"{holdout:g}", "holdout_seed": holdout_seed, "n_bits": n_bits,
+                    "method": method, "method_params": _params_text(params), "grid_row": row,
+                    "optimizer": FIXED_SETTINGS["optimizer"], "learning_rate": f"{learning_rate:g}",
+                    "weight_decay": f"{FIXED_SETTINGS['weight_decay']:g}",
+                    "lr_schedule": FIXED_SETTINGS["lr_schedule"], "n_epochs": n_epochs, "batch_size": batch_size,
+                    "configuration": configuration_label(learning_rate, batch_size, n_epochs),
+                })
     # large splits last (IF 1 of a dataset with many items), configuration-major within them, the
     # costliest methods (those with their own 2000-wide trunk and per-epoch memory: LTHNet) first
     from methods.registry import get_method_class
@@ -403,8 +414,9 @@ def _run_pending(pending: list[dict], out: str, workers: int, started: float) ->
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
-    parser.add_argument("--imbalance-factors", type=float, nargs="+", default=list(IMBALANCE_FACTORS))
+    parser.add_argument("--settings", type=parse_setting, nargs="+", default=list(SETTINGS), metavar="DATASET:IF",
+                        help="the (dataset, imbalance factor) settings; default: "
+                             + " ".join(f"{name}:{factor:g}" for name, factor in SETTINGS))
     parser.add_argument("--methods", nargs="+", default=None, help="default: every registered deep method")
     parser.add_argument("--learning-rates", type=float, nargs="+", default=None, help="default: GRID's")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="default: GRID's")
@@ -432,7 +444,7 @@ def main(argv=None) -> int:
             rates = args.learning_rates or sorted({lr for lr, _ in GRID})
             batches = args.batch_sizes or sorted({batch for _, batch in GRID})
             grid = [(lr, batch) for batch in batches for lr in rates]
-        jobs = make_jobs(args.datasets, args.imbalance_factors, methods, grid, args.epochs, args.noise, args.holdout,
+        jobs = make_jobs(args.settings, methods, grid, args.epochs, args.noise, args.holdout,
                          args.holdout_seed, args.bits)
         written, failures = run(jobs, args.out, args.workers)
         rows = read_rows(args.out)

@@ -22,7 +22,7 @@ def test_every_registered_deep_method_gets_the_same_grid(script):
 
     deep = [name for name, cls in registered_methods().items() if cls.family == "deep"]
     assert script.deep_methods() == deep and {"DHN", "ACHNet", "OrthoHash", "LTHNet_sq"} <= set(deep)
-    jobs = script.make_jobs(["synthetic-cifar100", "digits"], [1.0, 100.0], deep, script.GRID, 30, 7.0, 0.2, 1, 64)
+    jobs = script.make_jobs(script.SETTINGS, deep, script.GRID, 30, 7.0, 0.2, 1, 64)
     assert len(jobs) == 2 * 2 * len(deep) * len(script.GRID) == len({script.job_key(job) for job in jobs})
     for method in deep:
         grids = {(job["dataset"], job["imbalance_factor"]): sorted((job["learning_rate"], job["batch_size"])
@@ -69,7 +69,7 @@ def test_tiny_run_resumes_and_writes_presets_settings_can_read(script, tmp_path,
     from methods._deep.settings import read_feature_presets
 
     out, presets = tmp_path / "validation.csv", tmp_path / "presets.csv"
-    argv = ["--datasets", "digits", "--imbalance-factors", "100", "--methods", "CSQ", "DPSH", "--epochs", "2",
+    argv = ["--settings", "digits:100", "--methods", "CSQ", "DPSH", "--epochs", "2",
             "--learning-rates", "1e-3", "1e-2", "--batch-sizes", "64", "--workers", "1", "--out", str(out),
             "--presets", str(presets)]
     assert script.main(argv) == 0
@@ -87,3 +87,13 @@ def test_tiny_run_resumes_and_writes_presets_settings_can_read(script, tmp_path,
     for name in ("CSQ", "DPSH"):
         best = max((row for row in rows if row["method"] == name), key=lambda row: float(row["validation_map"]))
         assert read[name]["learning_rate"] == float(best["learning_rate"]) and read[name]["n_epochs"] == 2
+
+
+def test_settings_are_dataset_colon_imbalance_factor(script):
+    import argparse
+
+    assert script.parse_setting("synthetic-cifar100:100") == ("synthetic-cifar100", 100.0)
+    assert script.parse_setting("features:my.npz:50") == ("features:my.npz", 50.0)
+    for bad in ("digits", "digits:0.5", ":10", "digits:many"):
+        with pytest.raises(argparse.ArgumentTypeError, match="DATASET:IF"):
+            script.parse_setting(bad)

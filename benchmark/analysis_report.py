@@ -250,7 +250,8 @@ def _table_section(results: StoredResults, run: dict, mode: str, policy: str) ->
     if shots:
         lines += ["#### Many / medium / few-shot classes", "", shots]
     lines += _embedded(results, run, "per_class_ap", "#### Per-class AP against training-set size")
-    lines += ["#### Significance (paired t-test, two-sided, Holm-corrected)", "", significance_markdown(data["tests"]), ""]
+    lines += ["#### Significance (paired t-test, two-sided, Holm-corrected)", "",
+              significance_markdown(data["tests"]), ""]
     if data["n_deep"]:
         lines += ["#### Protocol-inflation diagnostic (query MAP per epoch)", ""]
         table = inflation_markdown(data["inflation"])
@@ -261,7 +262,8 @@ def _table_section(results: StoredResults, run: dict, mode: str, policy: str) ->
     return lines
 
 
-def sweep_table(results: StoredResults, frame: pd.DataFrame, sweep: str | None, policy: str = "tie_aware") -> pd.DataFrame:
+def sweep_table(results: StoredResults, frame: pd.DataFrame, sweep: str | None,
+                policy: str = "tie_aware") -> pd.DataFrame:
     """An experiment's MAP per row (base method, swept value) x IF x bits, mean over seeds, with its
     95% interval (columns row, imbalance_factor, bits, map, map_ci_low, map_ci_high)."""
     keys = ["base", "value", "imbalance_factor", "bits"]

@@ -41,7 +41,7 @@ table.sortable th{cursor:pointer}table.sortable th:after{content:" \\2195";color
 table.sortable th.asc:after{content:" \\2191";color:#000}table.sortable th.desc:after{content:" \\2193";color:#000}
 tr:nth-child(even) td{background:#fafafa}
 .ci{color:#666;font-size:.9em}.pub{color:#225;font-size:.9em}.tied{color:#b35c00}
-figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.85em;color:#444}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd}figure.small img{max-width:min(100%,400px)}figcaption{font-size:.85em;color:#444}
 .cards{display:flex;flex-wrap:wrap;gap:.8em}
 .card{border:1px solid #ccc;border-radius:6px;padding:.6em .8em;font-size:.8em;width:22em;background:#fcfcfd}
 .card h5{margin:0 0 .3em;font-size:1.05em}.card dl{margin:0;display:grid;grid-template-columns:auto 1fr;gap:.1em .6em}
@@ -166,8 +166,8 @@ def _groups_html(groups: pd.DataFrame, names, labels) -> str:
         return ""
     rows = []
     for record in groups.to_dict("records"):
-        row = [(_e(record["method"]), record["method"]), (f"{record['imbalance_factor']:g}", record["imbalance_factor"]),
-               (str(record["bits"]), record["bits"])]
+        row = [(_e(record["method"]), record["method"]),
+               (f"{record['imbalance_factor']:g}", record["imbalance_factor"]), (str(record["bits"]), record["bits"])]
         for name in names:
             value = record.get(name, np.nan)
             row.append((_e(format_interval(value, record.get(f"{name}_ci_low"), record.get(f"{name}_ci_high"))),
@@ -176,13 +176,14 @@ def _groups_html(groups: pd.DataFrame, names, labels) -> str:
     return html_table(["Method", "IF", "bits"] + list(labels), rows)
 
 
-def _figure(root: str, relative: str, caption: str) -> str:
+def _figure(root: str, relative: str, caption: str, small: bool = False) -> str:
     path = os.path.join(root, relative)
     if not os.path.exists(path):
         return ""
     with open(path, "rb") as handle:
         data = base64.b64encode(handle.read()).decode("ascii")
-    return (f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{data}">'
+    klass = ' class="small"' if small else ""
+    return (f'<figure{klass}><img alt="{_e(caption)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{_e(caption)}</figcaption></figure>")
 
 
@@ -202,14 +203,16 @@ def _card_rows(record: dict, frame_rows: pd.DataFrame) -> list[tuple[str, str]]:
     params = method.get("params") or {}
     settings = method.get("settings") or {}
     family = method.get("family", "shallow")
+    preset = str(settings.get("preset", params.get("settings", "–"))) if family == "deep" else "–"
+    factors = "/".join(f"{f:g}" for f in sorted(set(frame_rows["imbalance_factor"])))
     rows = [("spec", method.get("key", "")), ("family", family),
             ("mode", ", ".join(sorted(set(frame_rows["mode"])))),
             ("trunk", str(params["trunk"]) if params.get("trunk") is not None else
              (str(settings["trunk"]) if settings.get("trunk") is not None else "–")),
-            ("settings preset", str(settings.get("preset", params.get("settings", "–"))) if family == "deep" else "–"),
+            ("settings preset", preset),
             ("selection rule", "final epoch (the query set chooses nothing)" if family == "deep"
              else "none (no epochs to choose)"),
-            ("cells", f"{len(frame_rows)} (IF {'/'.join(f'{f:g}' for f in sorted(set(frame_rows['imbalance_factor'])))}, "
+            ("cells", f"{len(frame_rows)} (IF {factors}, "
                       f"bits {'/'.join(map(str, sorted(set(frame_rows['bits']))))}, "
                       f"seeds {'/'.join(map(str, sorted(set(frame_rows['seed']))))})")]
     if settings:
@@ -258,7 +261,8 @@ def _table_run_html(results: StoredResults, run: dict, mode: str, policy: str) -
                  "column's best)</summary>" + frame_table(long) + "</details>")
     tail = data["tail"]
     if not tail.empty and tail["map"].notna().any():
-        parts += ["<h4>Tail MAP</h4>", f'<p class="note">{_e(TAIL_TEXT)}</p>', marked_wide_html(tail, published=False)]
+        parts += ["<h4>Tail MAP</h4>", f'<p class="note">{_e(TAIL_TEXT.replace("`", ""))}</p>',
+                  marked_wide_html(tail, published=False)]
     groups = data["groups"]
     if not groups.empty:
         parts += ["<h4>Head / medium / tail classes</h4>",
@@ -331,7 +335,8 @@ def render_html(source, policy: str = "tie_aware") -> str:
         runs = manifest[setting]
         body.append(f"<h2>{_e(dataset)} ({_e(mode)} mode)</h2>")
         figure2 = os.path.join("figures", f"figure2_{file_slug(dataset)}.png")
-        body.append(_figure(root, figure2, "Fig. 2: long-tail training splits (class sizes by rank, log-log)"))
+        body.append(_figure(root, figure2, "Fig. 2: long-tail training splits (class sizes by rank, log-log)",
+                            small=True))
         table_runs = [n for n in runs if TABLE in runs[n].get("outputs", ())]
         for name in sorted(table_runs) + sorted(n for n in runs if n not in table_runs):
             run = runs[name]

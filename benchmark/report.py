@@ -92,7 +92,8 @@ def summary_table(frame: pd.DataFrame, policy: str = "tie_aware", results: Store
                             on=["method", "imbalance_factor", "bits"], how="left")
     summary["difference"] = summary["map"] - summary["published"]
     order = {m: i for i, m in enumerate(ordered_methods(summary["method"]))}
-    summary = summary.sort_values(["method", "imbalance_factor", "bits"], key=lambda s: s.map(order) if s.name == "method" else s).reset_index(drop=True)
+    summary = summary.sort_values(["method", "imbalance_factor", "bits"],
+                                  key=lambda s: s.map(order) if s.name == "method" else s).reset_index(drop=True)
     if results is None:
         return summary
     keys = ["method", "imbalance_factor", "bits"]
@@ -120,8 +121,8 @@ MARKS_LEGEND_MARKDOWN = (
     "**Bold**: best value of the column; <u>underlined</u>: second best (the paper's convention); "
     "†: not significantly different from the column's best (two-sided paired t-test over per-query AP, "
     f"Holm-corrected over the column's other rows, α = {ALPHA:g}); a value without † or bold is "
-    "significantly below the best (where a paired test is possible). [low, high]: 95% percentile-bootstrap interval over queries (and seeds "
-    "when several ran; `benchmark/uncertainty.py`).")
+    "significantly below the best (where a paired test is possible). [low, high]: 95% percentile-bootstrap "
+    "interval over queries (and seeds when several ran; `benchmark/uncertainty.py`).")
 MARKS_LEGEND_LATEX = (
     "Bold: best value of the column; underlined: second best (the paper's convention); $^\\dagger$: not "
     "significantly different from the column's best (two-sided paired t-test over per-query AP, "

@@ -156,3 +156,18 @@ def test_ttest_names_the_direction_and_corrects_across_the_grid(tmp_path):
     from benchmark.uncertainty import holm
     assert tests["p_holm"].to_numpy() == pytest.approx(holm(tests["p_value"].to_numpy()), rel=1e-2)
     assert tests.loc[1.0, "p_holm"] >= tests.loc[1.0, "p_value"]
+
+
+def test_realised_imbalance_from_the_card_or_the_class_sizes():
+    from benchmark.report import realised_imbalance_text
+    from benchmark.results import realised_imbalance_factor
+
+    card = {"dataset": {"card": {"long_tail": {"realised_imbalance_factor": 139.0}}, "train_class_sizes": [5, 1]}}
+    assert realised_imbalance_factor(card) == 139.0  # the split card wins
+    assert realised_imbalance_factor({"dataset": {"train_class_sizes": [20, 7, 4]}}) == pytest.approx(5.0)
+    assert realised_imbalance_factor({"dataset": {"train_class_sizes": [3, 0]}}) == float("inf")
+    assert np.isnan(realised_imbalance_factor({}))
+    frame = pd.DataFrame({"imbalance_factor": [1.0, 50.0, 100.0], "realised_imbalance_factor": [1.0, 69.5, 100.4]})
+    assert realised_imbalance_text(frame) == (" The drawn training splits' realised n_max/n_min differs from the "
+                                              "requested IF: IF=50: realised 69.5.")
+    assert realised_imbalance_text(frame.iloc[[0, 2]]) == ""

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 import numpy as np
 import pandas as pd
 
+from common.errors import BenchmarkError
 from common.io import atomic_write, file_slug
 
 from . import diagnostics
@@ -400,9 +402,12 @@ def draw_diagnostics(results: StoredResults, run: dict, mode: str, policy: str =
         if examples:
             title = (f"{dataset}, IF={factor:g}, {bits} bits: top {len(examples[0]['items'])} by Hamming distance "
                      "(ties by database index) for tail-class queries; green: same class, red: another class")
-            drawn["retrieval_examples"] = figures.plot_retrieval_examples(
-                examples, load, list(getattr(data, "class_names", ()) or ()), title,
-                os.path.join(root, "figures", f"retrieval_examples_{tail}"))
+            try:
+                drawn["retrieval_examples"] = figures.plot_retrieval_examples(
+                    examples, load, list(getattr(data, "class_names", ()) or ()), title,
+                    os.path.join(root, "figures", f"retrieval_examples_{tail}"))
+            except (BenchmarkError, OSError) as error:  # e.g. image files absent beside cached features
+                print(f"note: no retrieval examples: {error}", file=sys.stderr)
     return drawn, tables
 
 

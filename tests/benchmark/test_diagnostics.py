@@ -145,6 +145,16 @@ def test_retrieval_examples_are_skipped_without_images(tmp_path, digits):
     no_images = dataclasses.replace(digits, name="my-features")  # a feature file: no images
     assert diagnostics.image_loader(no_images) is None
     assert "retrieval_examples.png" not in analysis_report.finish_run(results, run, "features", data=no_images)
+    # images that cannot be read (e.g. files absent beside cached features): a note, the rest of the report
+    from datasets.base import DatasetError
+
+    class Unreadable:
+        def load_image(self, row):
+            raise DatasetError(f"cannot read image {row}")
+
+    written = analysis_report.finish_run(results, run, "features", data=dataclasses.replace(
+        digits, image_source=Unreadable()))
+    assert "retrieval_examples.png" not in written and os.path.exists(written["html_report"])
     # data whose query set is not the stored one (changed data): no examples rather than wrong ones
     shifted = dataclasses.replace(digits, query_index=np.roll(digits.query_index, 1))
     frame = results.frame

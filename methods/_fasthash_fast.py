@@ -70,8 +70,9 @@ def fit_trees(data: TreeData, positive, weights, base: float, params: dict, rng,
     shrinkage = float(params["learning_rate"])
     n_features = min(int(params["n_features_per_tree"]), d)
     n_slots = 2 ** (depth + 1) - 1
-    hist = np.empty((2 ** depth - 1, n_features, N_BINS, 2), dtype=np.float64)
-    counts = np.empty((2 ** depth - 1, n_features, N_BINS), dtype=np.uint32)
+    # per inner node, feature and bin: sum of gradients, of hessians, the sample count (exact in
+    # float64), padding (one 32-byte vector per bin)
+    hist = np.empty((2 ** depth - 1, n_features, N_BINS, 4), dtype=np.float64)
     gh = np.empty((n, 2), dtype=np.float32)
     ordered_gh = np.empty((n, 2), dtype=np.float32)
     part = np.empty(n, dtype=np.int32)
@@ -96,7 +97,7 @@ def fit_trees(data: TreeData, positive, weights, base: float, params: dict, rng,
             feat = features.astype(np.int64)
             n_bins_non_missing = data.n_levels[feat]
             chunked.run(kernels.root_histograms,
-                        lambda c, k0, k1: (XF, feat, k0, k1, gh, hist, counts, data.root_counts))
+                        lambda c, k0, k1: (XF, feat, k0, k1, gh, hist, data.root_counts, n_bins_non_missing))
             # TreeGrower._initialize_root: totals from the first feature's histogram, NumPy's sum
             sum_gradients = np.ascontiguousarray(hist[0, 0, :, 0]).sum()
             sum_hessians = np.ascontiguousarray(hist[0, 0, :, 1]).sum()
@@ -111,12 +112,16 @@ def fit_trees(data: TreeData, positive, weights, base: float, params: dict, rng,
             splittable = not (n < 2 * min_samples_leaf or sum_hessians < MIN_HESSIAN_TO_SPLIT)
             nint[0, 2] = 2 if splittable else 1
             part[:] = arange
-            n_split = int(splittable)
-            for level in range(depth):
+            if chunked.pool is None:  # one thread: the whole tree in one call
+                kernels.grow_levels(XF, feat, depth, part, buffer, gh, ordered_gh, nint, nflt, hist,
+                                    n_bins_non_missing, min_samples_leaf, MIN_HESSIAN_TO_SPLIT, L2_REGULARIZATION,
+                                    best_i, best_f)
+            n_split = int(splittable) if chunked.pool is not None else 0
+            for level in range(depth):  # threads: each level's histograms and split search over the chunks
                 if n_split == 0:
                     break
                 chunked.run(kernels.level_work,
-                            lambda c, k0, k1: (XF, feat, k0, k1, level, part, ordered_gh, nint, nflt, hist, counts,
+                            lambda c, k0, k1: (XF, feat, k0, k1, level, part, ordered_gh, nint, nflt, hist,
                                                n_bins_non_missing, min_samples_leaf, MIN_HESSIAN_TO_SPLIT,
                                                L2_REGULARIZATION, best_i[c], best_f[c]))
                 n_split = kernels.apply_level(XF, feat, level, depth, part, buffer, gh, ordered_gh, nint, nflt,
@@ -137,7 +142,8 @@ def _predictor_nodes(rows: np.ndarray) -> np.ndarray:
 
 
 class StackedTrees:
-    """The trees of several boosted bits as flat node arrays, for ``kernels.predict_trees``."""
+    """The trees of several boosted bits as flat node arrays, for ``kernels.predict_trees``: child
+    indices absolute, every leaf its own left and right child (a fixed number of steps per tree)."""
 
     def __init__(self, bits):
         node_arrays, roots, bit_off, offset = [], [], [0], 0
@@ -148,41 +154,39 @@ class StackedTrees:
                 offset += tree.nodes.size
             bit_off.append(len(roots))
         nodes = np.concatenate(node_arrays) if node_arrays else np.zeros(0, dtype=PREDICTOR_RECORD_DTYPE)
-        shift = np.repeat(np.asarray(roots, dtype=np.int64), [a.size for a in node_arrays]) if node_arrays else 0
-        self.feature = np.ascontiguousarray(nodes["feature_idx"], dtype=np.int64)
-        self.bin_threshold = np.ascontiguousarray(nodes["bin_threshold"], dtype=np.uint8)
-        self.num_threshold = np.ascontiguousarray(nodes["num_threshold"], dtype=np.float64)
-        self.left = (nodes["left"].astype(np.int64) + shift)
-        self.right = (nodes["right"].astype(np.int64) + shift)
-        self.is_leaf = np.ascontiguousarray(nodes["is_leaf"], dtype=np.uint8)
-        self.missing_left = np.ascontiguousarray(nodes["missing_go_to_left"], dtype=np.uint8)
+        shift = np.repeat(np.asarray(roots, dtype=np.int64), [a.size for a in node_arrays])
+        leaf = nodes["is_leaf"].astype(bool)
+        own = np.arange(nodes.size, dtype=np.int64)
+        self.feature = np.where(leaf, 0, nodes["feature_idx"]).astype(np.int64)
+        self.threshold = np.ascontiguousarray(nodes["bin_threshold"], dtype=np.uint8)
+        self.left = np.where(leaf, own, nodes["left"].astype(np.int64) + shift)
+        self.right = np.where(leaf, own, nodes["right"].astype(np.int64) + shift)
         self.value = np.ascontiguousarray(nodes["value"], dtype=np.float64)
         self.roots = np.asarray(roots, dtype=np.int64)
+        self.depth = np.array([int(a["depth"].max()) for a in node_arrays], dtype=np.int64)
         self.bit_off = np.asarray(bit_off, dtype=np.int64)
         self.base = np.asarray([model.base for model in bits], dtype=np.float64)
 
-    def decision(self, X: np.ndarray, n_threads: int, binned: bool = True) -> np.ndarray:
-        """Decision values (n, bits) on bin ids (``binned``) or on the raw features. The two agree
-        exactly: bin = #cuts below x, so bin <= t exactly when x <= cuts[t] (the float threshold)."""
-        if binned:
-            X, threshold, missing = np.asarray(X), self.bin_threshold, MISSING_BIN
-        else:
-            X, threshold, missing = np.ascontiguousarray(X, dtype=np.float64), self.num_threshold, -1
-        n = X.shape[0]
+    def decision(self, X_binned: np.ndarray, n_threads: int) -> np.ndarray:
+        """Decision values (n, bits) on bin ids (``FeatureBins.transform``; Fortran order is fastest).
+        The ids are at most 254 (FeatureBins keeps at most 254 cuts), never scikit-learn's missing
+        bin 255, so the missing-value branch of ``predict_binned`` is never taken."""
+        X_binned = np.asarray(X_binned)
+        n = X_binned.shape[0]
         out = np.empty((n, self.base.size), dtype=np.float64)
         threads = max(1, min(int(n_threads), n // 2000))
         edges = np.linspace(0, n, threads + 1).round().astype(int)
-        args = (self.feature, threshold, self.left, self.right, self.is_leaf, self.missing_left, self.value,
-                self.roots, self.bit_off, self.base, missing, out)
+
+        def rows(t):
+            kernels.predict_trees(X_binned, int(edges[t]), int(edges[t + 1]), self.feature, self.threshold, self.left,
+                                  self.right, self.value, self.roots, self.depth, self.bit_off, self.base,
+                                  np.empty(int(edges[t + 1] - edges[t]), dtype=np.float64), out)
+
         if threads == 1:
-            kernels.predict_trees(X, 0, n, *args)
+            rows(0)
         else:
-            with ThreadPoolExecutor(threads - 1) as pool:
-                futures = [pool.submit(kernels.predict_trees, X, int(edges[i]), int(edges[i + 1]), *args)
-                           for i in range(1, threads)]
-                kernels.predict_trees(X, 0, int(edges[1]), *args)
-                for future in futures:
-                    future.result()
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(rows, range(threads)))
         return out
 
 

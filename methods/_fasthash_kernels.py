@@ -20,29 +20,40 @@ from numba.extending import intrinsic
 N_INT, N_FLT = 10, 6
 
 
-@intrinsic
-def _add_pair(typingctx, rows, index, g, h):
-    """rows[index, 0] += g; rows[index, 1] += h for a C-contiguous float64 (bins, 2) array, as one
-    two-lane vector add (each lane is the same IEEE addition as the scalar code; LLVM does not pair
-    the two scalar updates on its own, and the histogram loops are bound by these updates)."""
-    if not (isinstance(rows, types.Array) and rows.dtype == types.float64 and rows.ndim == 2 and rows.layout == "C"):
-        return None
-    signature = types.void(rows, index, types.float64, types.float64)
+def _lane_adder(with_count: bool):
+    """An intrinsic ``add(rows, index, g, h)`` for a C-contiguous float64 (bins, 4) array: rows[index]
+    += (g, h, 1, 0) as one four-lane vector add when ``with_count``, else rows[index, :2] += (g, h)
+    as one two-lane add. Each lane is the same IEEE addition as scalar code; LLVM does not merge
+    the scalar updates on its own, and the histogram loops are bound by these updates."""
+    lanes = 4 if with_count else 2
 
-    def codegen(context, builder, sig, args):
-        array, position, g_value, h_value = args
-        data = context.make_array(sig.args[0])(context, builder, array).data
-        i64 = ir.IntType(64)
-        offset = builder.zext(position, i64) if position.type.width < 64 else position
-        pointer = builder.gep(data, [builder.mul(offset, ir.Constant(i64, 2))])
-        pair = ir.VectorType(ir.DoubleType(), 2)
-        vector_pointer = builder.bitcast(pointer, pair.as_pointer())
-        update = builder.insert_element(ir.Constant(pair, None), g_value, ir.Constant(ir.IntType(32), 0))
-        update = builder.insert_element(update, h_value, ir.Constant(ir.IntType(32), 1))
-        builder.store(builder.fadd(builder.load(vector_pointer, align=8), update), vector_pointer, align=8)
-        return context.get_dummy_value()
+    @intrinsic
+    def add(typingctx, rows, index, g, h):
+        if not (isinstance(rows, types.Array) and rows.dtype == types.float64 and rows.ndim == 2
+                and rows.layout == "C"):
+            return None
 
-    return signature, codegen
+        def codegen(context, builder, sig, args):
+            array, position, g_value, h_value = args
+            data = context.make_array(sig.args[0])(context, builder, array).data
+            i64, i32 = ir.IntType(64), ir.IntType(32)
+            offset = builder.zext(position, i64) if position.type.width < 64 else position
+            pointer = builder.gep(data, [builder.mul(offset, ir.Constant(i64, 4))])
+            vector = ir.VectorType(ir.DoubleType(), lanes)
+            vector_pointer = builder.bitcast(pointer, vector.as_pointer())
+            start = ir.Constant(vector, [0.0, 0.0, 1.0, 0.0][:lanes])
+            update = builder.insert_element(start, g_value, ir.Constant(i32, 0))
+            update = builder.insert_element(update, h_value, ir.Constant(i32, 1))
+            builder.store(builder.fadd(builder.load(vector_pointer, align=8), update), vector_pointer, align=8)
+            return context.get_dummy_value()
+
+        return types.void(rows, index, types.float64, types.float64), codegen
+
+    return add
+
+
+_add_gh = _lane_adder(False)
+_add_ghc = _lane_adder(True)
 
 
 @njit(nogil=True, cache=True)
@@ -52,19 +63,18 @@ def compute_node_value(sum_gradient, sum_hessian, l2):
 
 
 @njit(nogil=True, cache=True)
-def _histograms(XF, feat, k0, k1, part, lo, hi, values, hist_s, cnt_s, count):
-    """Per feature position k in k0..k1-1: hist_s[k, bin] += values[p] (gradient, hessian) and, when
-    ``count``, cnt_s[k, bin] += 1, over partition positions p = lo..hi-1 in order (sample
-    part[p]; part is None for the root: sample p). Every bin's sums run in sample order, as in
-    scikit-learn; four features share a pass so that their add chains overlap (class-sorted data
-    put consecutive samples in the same bin, which serialises a one-feature loop)."""
+def _histograms(XF, feat, k0, k1, part, lo, hi, values, hist_s, count, n_bins):
+    """Per feature position k in k0..k1-1 and bin: hist_s[k, bin] += (gradient, hessian, 1 if
+    ``count``) over partition positions p = lo..hi-1 in order (sample part[p]; part is None for the
+    root: sample p). Every bin's sums run in sample order, as in scikit-learn; four features share a
+    pass so that their add chains overlap (class-sorted data put consecutive samples in the same
+    bin, which serialises a one-feature loop). Only the n_bins[k] bins that feature k's ids can take
+    are cleared (the others stay unused)."""
     k = k0
     while k < k1:
         width = min(4, k1 - k)
         for j in range(width):
-            hist_s[k + j, :, :] = 0.0
-            if count:
-                cnt_s[k + j, :] = 0
+            hist_s[k + j, :n_bins[k + j], :3] = 0.0
         if width == 4:
             c0 = XF[:, feat[k]]
             c1 = XF[:, feat[k + 1]]
@@ -74,54 +84,50 @@ def _histograms(XF, feat, k0, k1, part, lo, hi, values, hist_s, cnt_s, count):
             h1 = hist_s[k + 1]
             h2 = hist_s[k + 2]
             h3 = hist_s[k + 3]
-            n0 = cnt_s[k]
-            n1 = cnt_s[k + 1]
-            n2 = cnt_s[k + 2]
-            n3 = cnt_s[k + 3]
             for p in range(lo, hi):
                 i = p if part is None else part[p]
                 g = np.float64(values[p, 0])
                 h = np.float64(values[p, 1])
-                b0 = c0[i]
-                b1 = c1[i]
-                b2 = c2[i]
-                b3 = c3[i]
-                _add_pair(h0, b0, g, h)
-                _add_pair(h1, b1, g, h)
-                _add_pair(h2, b2, g, h)
-                _add_pair(h3, b3, g, h)
                 if count:
-                    n0[b0] += 1
-                    n1[b1] += 1
-                    n2[b2] += 1
-                    n3[b3] += 1
+                    _add_ghc(h0, c0[i], g, h)
+                    _add_ghc(h1, c1[i], g, h)
+                    _add_ghc(h2, c2[i], g, h)
+                    _add_ghc(h3, c3[i], g, h)
+                else:
+                    _add_gh(h0, c0[i], g, h)
+                    _add_gh(h1, c1[i], g, h)
+                    _add_gh(h2, c2[i], g, h)
+                    _add_gh(h3, c3[i], g, h)
         else:
             for j in range(width):
                 column = XF[:, feat[k + j]]
                 hj = hist_s[k + j]
-                nj = cnt_s[k + j]
                 for p in range(lo, hi):
                     i = p if part is None else part[p]
                     g = np.float64(values[p, 0])
                     h = np.float64(values[p, 1])
-                    b = column[i]
-                    _add_pair(hj, b, g, h)
                     if count:
-                        nj[b] += 1
+                        _add_ghc(hj, column[i], g, h)
+                    else:
+                        _add_gh(hj, column[i], g, h)
         k += width
 
 
 @njit(nogil=True, cache=True)
-def root_histograms(XF, feat, k0, k1, gh, hist, cnt, root_cnt):
+def root_histograms(XF, feat, k0, k1, gh, hist, root_cnt, n_bins):
     """Histograms of the root (every sample, index order) for feature positions k0..k1-1; the
-    counts are the same for every tree (``root_cnt``)."""
-    _histograms(XF, feat, k0, k1, None, 0, XF.shape[0], gh, hist[0], cnt[0], False)
+    counts are the same for every tree (``root_cnt``). All 256 bins of the first feature are
+    cleared: its histogram gives the root's totals (NumPy's sum over the 256 bins, as scikit-learn)."""
+    if k0 == 0:
+        hist[0, 0, :, :] = 0.0
+    _histograms(XF, feat, k0, k1, None, 0, XF.shape[0], gh, hist[0], False, n_bins)
     for k in range(k0, k1):
-        cnt[0, k, :] = root_cnt[feat[k]]
+        for b in range(n_bins[k]):
+            hist[0, k, b, 2] = root_cnt[feat[k], b]
 
 
 @njit(nogil=True, cache=True)
-def level_work(XF, feat, k0, k1, level, part, ordered_gh, nint, nflt, hist, cnt, nbins_nm,
+def level_work(XF, feat, k0, k1, level, part, ordered_gh, nint, nflt, hist, nbins_nm,
                min_samples_leaf, min_hessian, l2, best_out_i, best_out_f):
     """Histograms (direct, then by subtraction) and the best split per node of one tree level,
     for feature positions k0..k1-1; results per node into best_out_* (one row per caller)."""
@@ -130,7 +136,7 @@ def level_work(XF, feat, k0, k1, level, part, ordered_gh, nint, nflt, hist, cnt,
     # 1. direct histograms (the smaller child of each split: sample order = partition order)
     for s in range(first_slot, last_slot):
         if nint[s, 3] == 1:
-            _histograms(XF, feat, k0, k1, part, nint[s, 0], nint[s, 1], ordered_gh, hist[s], cnt[s], True)
+            _histograms(XF, feat, k0, k1, part, nint[s, 0], nint[s, 1], ordered_gh, hist[s], True, nbins_nm)
     # 2. the larger child: parent minus sibling (scikit-learn _subtract_histograms)
     for s in range(first_slot, last_slot):
         if nint[s, 3] != 2:
@@ -138,10 +144,10 @@ def level_work(XF, feat, k0, k1, level, part, ordered_gh, nint, nflt, hist, cnt,
         parent = (s - 1) // 2
         sib = nint[s, 4]
         for k in range(k0, k1):
-            for b in range(hist.shape[2]):
+            for b in range(nbins_nm[k]):
                 hist[s, k, b, 0] = hist[parent, k, b, 0] - hist[sib, k, b, 0]
                 hist[s, k, b, 1] = hist[parent, k, b, 1] - hist[sib, k, b, 1]
-                cnt[s, k, b] = cnt[parent, k, b] - cnt[sib, k, b]
+                hist[s, k, b, 2] = hist[parent, k, b, 2] - hist[sib, k, b, 2]  # counts: exact
     # 3. best split per splittable node (scikit-learn _find_best_bin_to_split_left_to_right,
     #    no missing values; features in order, strict '>' keeps the first best)
     for s in range(first_slot, last_slot):
@@ -166,7 +172,7 @@ def level_work(XF, feat, k0, k1, level, part, ordered_gh, nint, nflt, hist, cnt,
             f_hl = 0.0
             f_nl = 0
             for b in range(end):
-                n_left += np.int64(cnt[s, k, b])
+                n_left += np.int64(hist[s, k, b, 2])
                 n_right = n_samples - n_left
                 sum_hessian_left += hist[s, k, b, 1]
                 sum_hessian_right = sum_hessians - sum_hessian_left
@@ -284,6 +290,20 @@ def apply_level(XF, feat, level, max_depth, part, buffer, gh, ordered_gh, nint, 
 
 
 @njit(nogil=True, cache=True)
+def grow_levels(XF, feat, max_depth, part, buffer, gh, ordered_gh, nint, nflt, hist, nbins_nm,
+                min_samples_leaf, min_hessian, l2, best_i, best_f):
+    """One thread's whole tree after the root histograms: level_work and apply_level per level."""
+    n_split = 1 if nint[0, 2] == 2 else 0
+    for level in range(max_depth):
+        if n_split == 0:
+            break
+        level_work(XF, feat, 0, feat.size, level, part, ordered_gh, nint, nflt, hist, nbins_nm,
+                   min_samples_leaf, min_hessian, l2, best_i[0], best_f[0])
+        n_split = apply_level(XF, feat, level, max_depth, part, buffer, gh, ordered_gh, nint, nflt, best_i, best_f,
+                              min_samples_leaf, l2)
+
+
+@njit(nogil=True, cache=True)
 def finish_tree(nint, nflt, part, shrinkage, decision, feat, thresholds_padded, out):
     """Leaf values times shrinkage added to the training decision values; the predictor nodes in
     scikit-learn's pre-order (``_fill_predictor_arrays``) as columns of ``out`` (float64):
@@ -339,28 +359,29 @@ def finish_tree(nint, nflt, part, shrinkage, decision, feat, thresholds_padded, 
 
 
 @njit(nogil=True, cache=True)
-def predict_trees(X, row0, row1, feature, threshold, left, right, is_leaf, missing_left, value,
-                  roots, bit_off, base, missing_bin, out):
+def predict_trees(X, row0, row1, feature, threshold, left, right, value, roots, tree_depth, bit_off, base,
+                  accumulator, out):
     """Decision values of several boosted bits, rows row0..row1-1: out[i, b] = base[b] plus, tree by
     tree in order, the value of the leaf that row i reaches (scikit-learn's ``predict_binned`` on
-    bin ids with ``threshold`` = bin thresholds and ``missing_bin`` = 255; its raw ``predict`` on
-    features with ``threshold`` = the float thresholds and ``missing_bin`` = -1, none missing). The
-    trees' nodes are stacked (child indices absolute); bit b's trees are roots[bit_off[b]:bit_off[b+1]]."""
-    n_bits = base.size
-    for i in range(row0, row1):
-        for b in range(n_bits):
-            acc = base[b]
-            for t in range(bit_off[b], bit_off[b + 1]):
-                node = roots[t]
-                while not is_leaf[node]:
-                    x = X[i, feature[node]]
-                    if x == missing_bin:
-                        go_left = missing_left[node] != 0
-                    else:
-                        go_left = x <= threshold[node]
-                    node = left[node] if go_left else right[node]
-                acc += value[node]
-            out[i, b] = acc
+    bin ids with ``threshold`` = the bin thresholds; no missing values). The trees' nodes are
+    stacked with absolute child indices and every leaf pointing at itself, so a row takes exactly
+    ``tree_depth[t]`` branch-free steps. Rows are the inner loop (X in Fortran order: each step
+    reads a column in order); ``accumulator`` is scratch of at least row1 - row0 floats."""
+    n_rows = row1 - row0
+    for b in range(base.size):
+        acc = accumulator[:n_rows]
+        acc[:] = base[b]
+        for t in range(bit_off[b], bit_off[b + 1]):
+            root = roots[t]
+            steps = tree_depth[t]
+            for r in range(n_rows):
+                i = row0 + r
+                node = root
+                for _ in range(steps):
+                    node = left[node] if X[i, feature[node]] <= threshold[node] else right[node]
+                acc[r] += value[node]  # tree order for every row, as the reference's sum
+        for r in range(n_rows):
+            out[row0 + r, b] = acc[r]
 
 
 @njit(nogil=True, cache=True)

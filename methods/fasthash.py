@@ -564,12 +564,16 @@ class FastHash(HashingMethod):
     def _encode(self, X):
         outputs = np.empty((X.shape[0], len(self.hash_functions_)), dtype=np.float64)
         n_threads = self._n_threads()
-        if self._fast():  # every bit's trees in one pass on the raw features (same sums, see StackedTrees)
+        stacked, engine = None, "reference"
+        if self._fast():
             from ._fasthash_fast import StackedTrees
 
-            return StackedTrees(self.hash_functions_).decision(X, n_threads, binned=False)
+            stacked, engine = StackedTrees(self.hash_functions_), "numba"
         for start in range(0, X.shape[0], 100_000):  # bins in chunks: 100,000 x d uint8 at a time
-            X_binned = self.bins_.transform(X[start:start + 100_000], "reference")
+            X_binned = self.bins_.transform(X[start:start + 100_000], engine, n_threads)
+            if stacked is not None:  # every bit's trees in one pass (the same sums as decision_binned)
+                outputs[start:start + X_binned.shape[0]] = stacked.decision(X_binned, n_threads)
+                continue
             for b, model in enumerate(self.hash_functions_):
                 outputs[start:start + X_binned.shape[0], b] = model.decision_binned(X_binned, n_threads, "reference")
         return outputs

@@ -226,6 +226,8 @@ def plot_per_class_ap(per_class, dataset: str, bits: int, path_stem: str) -> lis
     size (log x axis), one marker series per method (a marker per class, the line through the mean
     over classes of equal size), one panel per IF > 1; ``per_class`` is
     ``benchmark.diagnostics.per_class_ap`` at one code length, methods in legend order."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     _check(per_class, "the per-class AP figure")
     factors = _diagnostic_factors(per_class)
     fig, axes = _panels(len(factors), width=3.8, height=3.2)
@@ -236,11 +238,12 @@ def plot_per_class_ap(per_class, dataset: str, bits: int, path_stem: str) -> lis
             rows = per_class[(per_class["imbalance_factor"] == factor) & (per_class["method"] == method)]
             if len(rows):
                 by_size = rows.groupby("train_size")["ap"].mean()
-                line, = ax.plot(by_size.index, by_size.to_numpy(), linewidth=0.9, alpha=0.8,
-                                marker=markers[j % len(markers)], markersize=0, label=method)
+                line, = ax.plot(by_size.index, by_size.to_numpy(), linewidth=0.9, alpha=0.8)
                 ax.plot(rows["train_size"], rows["ap"], linestyle="none", marker=markers[j % len(markers)],
-                        markersize=3.5, alpha=0.85, color=line.get_color())
+                        markersize=3.5, alpha=0.85, color=line.get_color(), label=method)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _position: f"{value:g}"))  # 1, 10, 100: no
+        ax.xaxis.set_minor_formatter(NullFormatter())  # mathtext to parse (it is most of the drawing time)
         ax.set_xlabel("training items of the class (log)")
         ax.set_ylabel("AP of the class's queries")
         ax.set_title(f"({PANEL_LETTERS[i]}) {dataset}, IF={factor:g}", fontsize=9)

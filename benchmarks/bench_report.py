@@ -21,12 +21,15 @@ sys.path.insert(0, ROOT)
 
 
 def _best(repeat, step):
-    times = []
+    """(best wall seconds, best CPU seconds of this process, value): the CPU time is the steadier
+    number on a shared machine (a busy machine stretches wall time, not the work done)."""
+    walls, cpus = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         value = step()
-        times.append(time.perf_counter() - start)
-    return min(times), value
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu)
+    return f"{min(walls):.2f} s wall, {min(cpus):.2f} s CPU", value
 
 
 def synthetic(repeat: int) -> None:
@@ -43,7 +46,7 @@ def synthetic(repeat: int) -> None:
         ap = rng.random(10_000)
         items += [[(ap, None)]] + [[(ap, m)] for m in masks]
     seconds, _ = _best(repeat, lambda: bootstrap_intervals(items))
-    print(f"bootstrap, CIFAR-100-sized table ({len(items)} intervals, 10,000 queries, 2,000 resamples): {seconds:.2f} s")
+    print(f"bootstrap, CIFAR-100-sized table ({len(items)} intervals, 10,000 queries, 2,000 resamples): {seconds}")
 
 
 def main(argv=None) -> int:
@@ -70,20 +73,17 @@ def main(argv=None) -> int:
         for name, run in sorted(runs.items()):
             keys = [p["key"] for p in run["points"]]
             display = next((p["display"] for p in run["points"] if p["base"] == "LTHNet (k=3)"), None)
-            total = 0.0
             seconds, results = _best(args.repeat, lambda: StoredResults.load(store, dataset))
-            print(f"{setting} {name}: read the store ({len(results.frame)} cells): {seconds:.2f} s")
-            total += seconds
+            print(f"{setting} {name}: read the store ({len(results.frame)} cells): {seconds}")
             if "table" in run.get("outputs", ()):
                 suffix = "" if name == "main" else f"_{name}"
                 seconds, _ = _best(args.repeat, lambda: write_reports(
                     StoredResults.load(store, dataset), dataset, mode, ttest_method=display, method_keys=keys,
                     name_suffix=suffix, fingerprints=run.get("fingerprints")))
-                print(f"{setting} {name}: write_reports (incl. a fresh read): {seconds:.2f} s")
-                total += seconds
+                print(f"{setting} {name}: write_reports (incl. a fresh read): {seconds}")
             seconds, written = _best(args.repeat, lambda: analysis_report.finish_run(
                 StoredResults.load(store, dataset), run, mode, data=data))
-            print(f"{setting} {name}: finish_run (incl. a fresh read; {len(written)} files): {seconds:.2f} s")
+            print(f"{setting} {name}: finish_run (incl. a fresh read; {len(written)} files): {seconds}")
     return 0
 
 

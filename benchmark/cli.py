@@ -343,7 +343,7 @@ def report(resolved: ResolvedRun, plan, outcomes) -> int:
         print(markdown)
     print("written:")
     for name, path in paths.items():
-        print(f"  {name:<16} {os.path.relpath(path)}")
+        print(f"  {name:<28} {os.path.relpath(path)}")
     for moved, reason in store.set_aside:
         print(f"note: set aside {os.path.relpath(moved)} ({reason}); its cell is recomputed by the next run",
               file=sys.stderr)

@@ -38,10 +38,11 @@ Hyperparameters and their sources:
   default steps it per iteration for every method). In ``mode="features"`` (``settings="features"``)
   the preset row ``feature_preset = "lthnet"`` of methods/data/deep_feature_presets.csv (lr 1e-4,
   batch 32, 30 epochs), as for LTHNet, whose 2000-wide head ACHNet's resembles, because ACHNet's own
-  validation rows prefer lr 1e-4 to the default row's 1e-3 (method ACHNet in
-  methods/data/deep_feature_validation.csv, grid rows 4 and 5 on both datasets of the study;
-  regenerate with ``python benchmarks/bench_deep.py validate --dataset synthetic-cifar100 --noise 7
-  --imbalance-factor 50 --methods ACHNet --rows 4 5`` and the same with ``--dataset digits``).
+  validation rows (grid rows 4 and 5, lr 1e-4 against the default row's 1e-3, on both datasets of
+  the study, with the shared trunk) prefer lr 1e-4 on both; they are made by
+  ``python benchmarks/bench_deep.py validate --dataset synthetic-cifar100 --noise 7
+  --imbalance-factor 50 --methods ACHNet --rows 4 5 --out methods/data/deep_feature_validation.csv``
+  and the same with ``--dataset digits`` (the evidence file of every preset).
 
 Features mode: ACHNet's attention works on the pooled 512-d vector, not on the spatial feature map
 (resnet.py: ``features`` then ``avgpool`` then the two branches), so no stand-in for a feature map

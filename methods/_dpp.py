@@ -107,3 +107,96 @@ def diverse_prototypes(features: torch.Tensor, centroid: torch.Tensor, k: int,
     """
     vectors = quality_diversity_vectors(features, centroid)
     return greedy_map_inference_low_rank(vectors, k, epsilon)
+
+
+def _row_kernels():
+    """The compiled row passes (methods/_dpp_kernel.py), or None when numba is unavailable."""
+    try:
+        from . import _dpp_kernel
+
+        return _dpp_kernel
+    except Exception:  # numba missing or broken: the per-class version instead
+        return None
+
+
+def class_prototypes(features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, k: int,
+                     epsilon: float = DEFAULT_EPSILON) -> torch.Tensor:
+    """``diverse_prototypes`` of every class at once: (C, k) int64 row indices into ``features``
+    (each class's picks in order, -1 where it has fewer), with the same kernel, greedy rule,
+    stopping rule and tie-break (the lowest row) as ``diverse_prototypes(features[rows_c],
+    centroids[c], k)`` on each class's rows in index order.
+
+    The kernel is L_ab = q_a q_b cos(v_a, v_b) = s_a s_b <v_a, v_b> with s_a = q_a / ||v_a||, so a
+    greedy step needs, for every item, one dot product with its class's pick: a compiled pass over
+    the float32 features in float64 (``_dpp_kernel``), for all classes together; the per-class
+    arg-max is a ``scatter_reduce``. k passes over the features in all, no float64 copy of them, no
+    loop over classes. The per-class version rounds differently (it normalises the rows first and
+    sums by BLAS), so the two can differ only where two candidates' gains tie to ~1e-15; exact ties
+    (duplicate items) break alike. CPU float32 features; anything else, or no numba, falls back to
+    the per-class loop."""
+    features = torch.as_tensor(features)
+    n_items, n_classes, k = features.shape[0], centroids.shape[0], max(int(k), 0)
+    kernels = _row_kernels()
+    if kernels is None or features.device.type != "cpu" or features.dtype != torch.float32:
+        return _class_prototypes_by_class(features, labels, centroids, k, epsilon)
+    chosen = torch.full((n_classes, k), -1, dtype=torch.int64)
+    if k == 0 or n_items == 0:
+        return chosen
+    kernels.set_threads(torch.get_num_threads())
+    rows = features.contiguous().numpy()
+    label_array = labels.cpu().contiguous().numpy()
+    centroids = centroids.to(torch.float64).cpu()
+    centroid_norms = centroids.norm(dim=1, keepdim=True)
+    centroid_units = torch.where(centroid_norms > 0, centroids / centroid_norms.clamp_min(1e-300),
+                                 torch.zeros_like(centroids))
+    norms, cosines = torch.empty(n_items, dtype=torch.float64), torch.empty(n_items, dtype=torch.float64)
+    kernels.norms_and_centroid_cosines(rows, centroid_units.contiguous().numpy(), label_array, norms.numpy(),
+                                       cosines.numpy())
+    quality = cosines.clamp_min(0.0)
+    scale = torch.where(norms > 0, quality / norms.clamp_min(1e-300), torch.zeros_like(norms))  # s_a
+    residual = quality * quality  # the diagonal q_a^2 (cos(v, v) = 1)
+    labels = labels.cpu()
+    counts = torch.bincount(labels, minlength=n_classes)
+    cholesky_rows = torch.zeros((k, n_items), dtype=torch.float64)
+    item_rows = torch.arange(n_items)
+    dots = torch.empty(n_items, dtype=torch.float64)
+    active = counts > 0
+    for step in range(k):
+        best = torch.full((n_classes,), -torch.inf, dtype=torch.float64).scatter_reduce(0, labels, residual, "amax")
+        candidates = torch.where(residual == best.index_select(0, labels), item_rows, n_items)
+        pick = torch.full((n_classes,), n_items, dtype=torch.int64).scatter_reduce(0, labels, candidates, "amin")
+        active = active & (best >= epsilon) & (counts > step)
+        pick = torch.where(active, pick, 0)
+        chosen[:, step] = torch.where(active, pick, -1)
+        if step == k - 1:
+            break
+        # every item's kernel entry with its class's pick, minus its projection on the earlier picks
+        kernels.class_row_dots(rows, rows[pick.numpy()], label_array, dots.numpy())
+        picks = pick.index_select(0, labels)
+        kernel_row = scale * scale.index_select(0, picks) * dots
+        if step:
+            kernel_row -= (cholesky_rows[:step] * cholesky_rows[:step].index_select(1, picks)).sum(dim=0)
+        gain = torch.where(active, best, 1.0).index_select(0, labels)
+        update = torch.where(active.index_select(0, labels), kernel_row / torch.sqrt(gain), 0.0)
+        cholesky_rows[step] = update
+        residual -= update * update
+        taken = chosen[:, :step + 1].reshape(-1)
+        residual[taken[taken >= 0]] = -torch.inf
+    return chosen.to(features.device)
+
+
+def _class_prototypes_by_class(features, labels, centroids, k, epsilon):
+    """``class_prototypes`` by a loop over the classes (``diverse_prototypes`` on each)."""
+    n_classes = centroids.shape[0]
+    chosen = torch.full((n_classes, k), -1, dtype=torch.int64, device=features.device)
+    order = torch.argsort(labels, stable=True)
+    counts = torch.bincount(labels, minlength=n_classes).tolist()
+    start = 0
+    for class_index, count in enumerate(counts):
+        rows = order[start:start + count]
+        start += count
+        if count == 0 or k == 0:
+            continue
+        picks, _ = diverse_prototypes(features[rows], centroids[class_index], k, epsilon)
+        chosen[class_index, :picks.numel()] = rows[picks.to(rows.device)]
+    return chosen

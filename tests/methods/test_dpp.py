@@ -154,3 +154,47 @@ def test_zero_feature_items_are_never_chosen():
     features[3] = 0.0
     chosen, _ = diverse_prototypes(features, features.mean(dim=0), 4)
     assert sorted(chosen.tolist()) == [0, 2, 4]
+
+
+# ---------------------------------------------------------------------------- all classes at once
+
+
+def long_tail_rows(seed, n_classes=9, dim=24):
+    """Rows of a long-tail set in shuffled order: classes of 0 (none), 1, 2, 3 and up to 40 items,
+    with a duplicated row and a zero row."""
+    rng = np.random.default_rng(seed)
+    counts = np.concatenate([[0, 1, 2, 3], rng.integers(4, 41, n_classes - 4)])
+    labels = rng.permutation(np.repeat(np.arange(n_classes), counts))
+    features = np.maximum(rng.standard_normal((len(labels), dim)), 0).astype(np.float32)
+    big = np.flatnonzero(labels == 5)
+    features[big[1]] = features[big[0]]  # a duplicate: chosen at most once
+    features[big[2]] = 0.0                 # a zero row: zero quality, never chosen
+    labels = torch.tensor(labels)
+    features = torch.tensor(features)
+    centroids = torch.zeros(n_classes, dim)
+    for c in range(n_classes):
+        if (labels == c).any():
+            centroids[c] = features[labels == c].double().mean(0).float()
+    return features, labels, centroids
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("k", [0, 1, 3, 6])
+def test_class_prototypes_equal_the_per_class_selection(seed, k):
+    from methods._dpp import _class_prototypes_by_class, class_prototypes
+
+    features, labels, centroids = long_tail_rows(seed)
+    chosen = class_prototypes(features, labels, centroids, k)  # the compiled, vectorised path
+    assert chosen.shape == (centroids.shape[0], k) and chosen.dtype == torch.int64
+    for c in range(centroids.shape[0]):
+        rows = torch.nonzero(labels == c).flatten()
+        expected = []
+        if len(rows):
+            picks, _ = diverse_prototypes(features[rows], centroids[c], k)
+            expected = rows[picks].tolist()
+        assert chosen[c].tolist() == expected + [-1] * (k - len(expected)), c
+    torch.testing.assert_close(_class_prototypes_by_class(features, labels, centroids, k, DEFAULT_EPSILON), chosen)
+    # float64 features take the per-class path: the same choice
+    torch.testing.assert_close(class_prototypes(features.double(), labels, centroids, k), chosen)
+    duplicate_rows = set(torch.nonzero(labels == 5).flatten()[:3].tolist())
+    assert len(duplicate_rows & set(chosen[5].tolist())) <= 1

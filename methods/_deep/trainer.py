@@ -43,6 +43,7 @@ import torch
 
 from ..base import InvalidInputError, binarize
 from .backbone import BACKBONE_FEATURE_DIM, OrderSampler, build_resnet34_backbone, image_loader
+from .optim import make_optimizer
 from .settings import LR_FLOOR_DIVISOR
 from .trunk import TRUNK_WIDTH, build_trunk, initialise_hash_layers
 
@@ -142,7 +143,7 @@ class DeepTrainer:
         self.head = head.to(device)
         parameters = [module for module in (self.backbone, self.trunk, self.head) if module is not None]
         parameters = [parameter for module in parameters for parameter in module.parameters()]
-        self.optimizer = _make_optimizer(settings, parameters)
+        self.optimizer = make_optimizer(settings, parameters)
         self.scheduler = _make_scheduler(settings, self.optimizer, self.total_steps)
         self._loader = None
         self._sampler = None
@@ -312,17 +313,6 @@ def _to_float32(result):
     if isinstance(result, (tuple, list)):
         return type(result)(_to_float32(value) for value in result)
     return result
-
-
-def _make_optimizer(settings: dict, parameters) -> torch.optim.Optimizer:
-    # foreach (multi-tensor) updates: PyTorch's default on GPU only; on CPU they save a Python loop
-    # over the parameters per step (about 13% of a step of LTHNet's head at batch 8, measured).
-    name, lr, weight_decay = settings["optimizer"], settings["learning_rate"], settings["weight_decay"]
-    if name == "rmsprop":
-        return torch.optim.RMSprop(parameters, lr=lr, weight_decay=weight_decay, foreach=True)
-    if name == "adam":
-        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay, foreach=True)
-    return torch.optim.SGD(parameters, lr=lr, weight_decay=weight_decay, momentum=0.9, foreach=True)
 
 
 def _make_scheduler(settings: dict, optimizer, total_steps: int):

@@ -53,7 +53,7 @@ class TreeData:
 
     def __init__(self, X_binned: np.ndarray, bins):
         self.XF = np.asfortranarray(X_binned, dtype=np.uint8)
-        self.root_counts = kernels.root_counts(self.XF)
+        self.root_counts = kernels.root_counts(self.XF).astype(np.int32)
         self.n_levels = np.asarray(bins.n_levels, dtype=np.int64)
         self.thresholds = np.zeros((self.XF.shape[1], N_BINS), dtype=np.float64)
         for j, cuts in enumerate(bins.thresholds):
@@ -70,9 +70,8 @@ def fit_trees(data: TreeData, positive, weights, base: float, params: dict, rng,
     shrinkage = float(params["learning_rate"])
     n_features = min(int(params["n_features_per_tree"]), d)
     n_slots = 2 ** (depth + 1) - 1
-    # per inner node, feature and bin: sum of gradients, of hessians, the sample count (exact in
-    # float64), padding (one 32-byte vector per bin)
-    hist = np.empty((2 ** depth - 1, n_features, N_BINS, 4), dtype=np.float64)
+    hist = np.empty((2 ** depth - 1, n_features, N_BINS, 2), dtype=np.float64)  # gradient, hessian sums
+    counts = np.empty((2 ** depth - 1, n_features, N_BINS), dtype=np.int32)
     gh = np.empty((n, 2), dtype=np.float32)
     ordered_gh = np.empty((n, 2), dtype=np.float32)
     part = np.empty(n, dtype=np.int32)
@@ -97,7 +96,7 @@ def fit_trees(data: TreeData, positive, weights, base: float, params: dict, rng,
             feat = features.astype(np.int64)
             n_bins_non_missing = data.n_levels[feat]
             chunked.run(kernels.root_histograms,
-                        lambda c, k0, k1: (XF, feat, k0, k1, gh, hist, data.root_counts, n_bins_non_missing))
+                        lambda c, k0, k1: (XF, feat, k0, k1, gh, hist, counts, data.root_counts, n_bins_non_missing))
             # TreeGrower._initialize_root: totals from the first feature's histogram, NumPy's sum
             sum_gradients = np.ascontiguousarray(hist[0, 0, :, 0]).sum()
             sum_hessians = np.ascontiguousarray(hist[0, 0, :, 1]).sum()
@@ -113,7 +112,7 @@ def fit_trees(data: TreeData, positive, weights, base: float, params: dict, rng,
             nint[0, 2] = 2 if splittable else 1
             part[:] = arange
             if chunked.pool is None:  # one thread: the whole tree in one call
-                kernels.grow_levels(XF, feat, depth, part, buffer, gh, ordered_gh, nint, nflt, hist,
+                kernels.grow_levels(XF, feat, depth, part, buffer, gh, ordered_gh, nint, nflt, hist, counts,
                                     n_bins_non_missing, min_samples_leaf, MIN_HESSIAN_TO_SPLIT, L2_REGULARIZATION,
                                     best_i, best_f)
             n_split = int(splittable) if chunked.pool is not None else 0
@@ -121,7 +120,7 @@ def fit_trees(data: TreeData, positive, weights, base: float, params: dict, rng,
                 if n_split == 0:
                     break
                 chunked.run(kernels.level_work,
-                            lambda c, k0, k1: (XF, feat, k0, k1, level, part, ordered_gh, nint, nflt, hist,
+                            lambda c, k0, k1: (XF, feat, k0, k1, level, part, ordered_gh, nint, nflt, hist, counts,
                                                n_bins_non_missing, min_samples_leaf, MIN_HESSIAN_TO_SPLIT,
                                                L2_REGULARIZATION, best_i[c], best_f[c]))
                 n_split = kernels.apply_level(XF, feat, level, depth, part, buffer, gh, ordered_gh, nint, nflt,
@@ -143,7 +142,8 @@ def _predictor_nodes(rows: np.ndarray) -> np.ndarray:
 
 class StackedTrees:
     """The trees of several boosted bits as flat node arrays, for ``kernels.predict_trees``: child
-    indices absolute, every leaf its own left and right child (a fixed number of steps per tree)."""
+    indices absolute (right = left + jump), every leaf its own child (a fixed number of steps per
+    tree). Node counts must fit int32 (about 2 billion nodes)."""
 
     def __init__(self, bits):
         node_arrays, roots, bit_off, offset = [], [], [0], 0
@@ -157,10 +157,10 @@ class StackedTrees:
         shift = np.repeat(np.asarray(roots, dtype=np.int64), [a.size for a in node_arrays])
         leaf = nodes["is_leaf"].astype(bool)
         own = np.arange(nodes.size, dtype=np.int64)
-        self.feature = np.where(leaf, 0, nodes["feature_idx"]).astype(np.int64)
+        self.feature = np.where(leaf, 0, nodes["feature_idx"]).astype(np.int32)
         self.threshold = np.ascontiguousarray(nodes["bin_threshold"], dtype=np.uint8)
-        self.left = np.where(leaf, own, nodes["left"].astype(np.int64) + shift)
-        self.right = np.where(leaf, own, nodes["right"].astype(np.int64) + shift)
+        self.left = np.where(leaf, own, nodes["left"].astype(np.int64) + shift).astype(np.int32)
+        self.jump = np.where(leaf, 0, nodes["right"].astype(np.int64) - nodes["left"]).astype(np.int32)
         self.value = np.ascontiguousarray(nodes["value"], dtype=np.float64)
         self.roots = np.asarray(roots, dtype=np.int64)
         self.depth = np.array([int(a["depth"].max()) for a in node_arrays], dtype=np.int64)
@@ -168,10 +168,10 @@ class StackedTrees:
         self.base = np.asarray([model.base for model in bits], dtype=np.float64)
 
     def decision(self, X_binned: np.ndarray, n_threads: int) -> np.ndarray:
-        """Decision values (n, bits) on bin ids (``FeatureBins.transform``; Fortran order is fastest).
+        """Decision values (n, bits) on bin ids (``FeatureBins.transform``; row-major is fastest).
         The ids are at most 254 (FeatureBins keeps at most 254 cuts), never scikit-learn's missing
         bin 255, so the missing-value branch of ``predict_binned`` is never taken."""
-        X_binned = np.asarray(X_binned)
+        X_binned = np.ascontiguousarray(X_binned)
         n = X_binned.shape[0]
         out = np.empty((n, self.base.size), dtype=np.float64)
         threads = max(1, min(int(n_threads), n // 2000))
@@ -179,8 +179,7 @@ class StackedTrees:
 
         def rows(t):
             kernels.predict_trees(X_binned, int(edges[t]), int(edges[t + 1]), self.feature, self.threshold, self.left,
-                                  self.right, self.value, self.roots, self.depth, self.bit_off, self.base,
-                                  np.empty(int(edges[t + 1] - edges[t]), dtype=np.float64), out)
+                                  self.jump, self.value, self.roots, self.depth, self.bit_off, self.base, out)
 
         if threads == 1:
             rows(0)
@@ -193,24 +192,22 @@ class StackedTrees:
 # ---------------------------------------------------------------------------------------- inference
 class FastInference:
     """``fasthash.ReferenceInference`` with numba kernels and the same results: the pairs stored in
-    block order (within-block pairs, then each block's cross-block pair ends, h_ij beside each entry),
-    so that every block step streams through its own data; the Dinic cuts give PyMaxflow's codes,
+    block order (blocks = classes, as ``fasthash._BlockStructure``; per block its within-block pairs
+    and its cross-block pair ends, h_ij beside each entry), so that every block step streams through
+    its own data; the Dinic cuts give PyMaxflow's codes,
     the integer sums the same weights and J. The KSH loss is the exact integer sum divided once
     (the reference's float mean can differ from it in the last bits)."""
 
-    def __init__(self, blocks, first, second, similar, n_items: int):
-        self.n = n_items
+    def __init__(self, labels, first, second):
+        labels = np.ascontiguousarray(labels, dtype=np.int64)
+        self.n = labels.size
         self.n_pairs = int(np.asarray(first).size)
-        self.n_blocks = len(blocks.members)
-        self.member_off = np.concatenate([[0], np.cumsum([m.size for m in blocks.members])]).astype(np.int64)
-        self.members = np.concatenate(blocks.members).astype(np.int32)
-        self.within_off = np.concatenate([[0], np.cumsum([w[0].size for w in blocks.within])]).astype(np.int64)
-        self.within_a = np.concatenate([w[1] for w in blocks.within]).astype(np.int32)
-        self.within_b = np.concatenate([w[2] for w in blocks.within]).astype(np.int32)
+        self.n_blocks = int(labels.max()) + 1
+        (self.member_off, self.members, self.within_off, self.within_a, self.within_b, self.cross_off,
+         self.cross_node, self.cross_other) = kernels.build_pair_structure(
+            labels, np.ascontiguousarray(first, dtype=np.int64), np.ascontiguousarray(second, dtype=np.int64),
+            self.n_blocks)
         self.within_h = np.zeros(self.within_a.size, dtype=np.int32)
-        self.cross_off = np.concatenate([[0], np.cumsum([x[0].size for x in blocks.cross])]).astype(np.int64)
-        self.cross_node = np.concatenate([x[0] for x in blocks.cross]).astype(np.int32)
-        self.cross_other = np.concatenate([x[1] for x in blocks.cross]).astype(np.int32)
         self.cross_h = np.zeros(self.cross_node.size, dtype=np.int32)
         (self.node_off, self.start, self.head, self.rev, self.arc_off, self.pair_arc,
          self.term_arc) = kernels.build_block_graphs(self.n_blocks, self.member_off, self.within_off,
@@ -240,8 +237,9 @@ class FastInference:
         return float(total) / (float(self.n_pairs) * float(scale) * float(scale))
 
 
-def bin_features(X: np.ndarray, bins, n_threads: int) -> np.ndarray:
-    """``FeatureBins.transform`` (same bin ids) by a row-wise binary search, rows split over threads."""
+def bin_features(X: np.ndarray, bins, n_threads: int, order: str = "F") -> np.ndarray:
+    """``FeatureBins.transform`` (same bin ids) by a row-wise binary search, rows split over threads;
+    ``order`` of the result: 'F' (the tree fits read columns) or 'C' (prediction reads rows)."""
     X = np.ascontiguousarray(X, dtype=np.float64)
     cuts = np.full((X.shape[1], N_BINS - 1), np.inf, dtype=np.float64)  # at most 254 cuts per feature
     for j, c in enumerate(bins.thresholds):
@@ -252,7 +250,7 @@ def bin_features(X: np.ndarray, bins, n_threads: int) -> np.ndarray:
     edges = np.linspace(0, n, threads + 1).round().astype(int)
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda t: kernels.bin_rows(X, int(edges[t]), int(edges[t + 1]), cuts, out), range(threads)))
-    return np.asfortranarray(out)
+    return np.asfortranarray(out) if order == "F" else out
 
 
 def solve_block(n_nodes, edge_first, edge_second, edge_weight, unary) -> np.ndarray:

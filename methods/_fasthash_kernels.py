@@ -20,40 +20,27 @@ from numba.extending import intrinsic
 N_INT, N_FLT = 10, 6
 
 
-def _lane_adder(with_count: bool):
-    """An intrinsic ``add(rows, index, g, h)`` for a C-contiguous float64 (bins, 4) array: rows[index]
-    += (g, h, 1, 0) as one four-lane vector add when ``with_count``, else rows[index, :2] += (g, h)
-    as one two-lane add. Each lane is the same IEEE addition as scalar code; LLVM does not merge
-    the scalar updates on its own, and the histogram loops are bound by these updates."""
-    lanes = 4 if with_count else 2
+@intrinsic
+def _add_gh(typingctx, rows, index, g, h):
+    """rows[index, 0] += g; rows[index, 1] += h for a C-contiguous float64 (bins, 2) array, as one
+    two-lane vector add (each lane is the same IEEE addition as scalar code)."""
+    if not (isinstance(rows, types.Array) and rows.dtype == types.float64 and rows.ndim == 2 and rows.layout == "C"):
+        return None
 
-    @intrinsic
-    def add(typingctx, rows, index, g, h):
-        if not (isinstance(rows, types.Array) and rows.dtype == types.float64 and rows.ndim == 2
-                and rows.layout == "C"):
-            return None
+    def codegen(context, builder, sig, args):
+        array, position, g_value, h_value = args
+        data = context.make_array(sig.args[0])(context, builder, array).data
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        offset = builder.zext(position, i64) if position.type.width < 64 else position
+        pointer = builder.gep(data, [builder.mul(offset, ir.Constant(i64, 2))])
+        pair = ir.VectorType(ir.DoubleType(), 2)
+        vector_pointer = builder.bitcast(pointer, pair.as_pointer())
+        update = builder.insert_element(ir.Constant(pair, None), g_value, ir.Constant(i32, 0))
+        update = builder.insert_element(update, h_value, ir.Constant(i32, 1))
+        builder.store(builder.fadd(builder.load(vector_pointer, align=8), update), vector_pointer, align=8)
+        return context.get_dummy_value()
 
-        def codegen(context, builder, sig, args):
-            array, position, g_value, h_value = args
-            data = context.make_array(sig.args[0])(context, builder, array).data
-            i64, i32 = ir.IntType(64), ir.IntType(32)
-            offset = builder.zext(position, i64) if position.type.width < 64 else position
-            pointer = builder.gep(data, [builder.mul(offset, ir.Constant(i64, 4))])
-            vector = ir.VectorType(ir.DoubleType(), lanes)
-            vector_pointer = builder.bitcast(pointer, vector.as_pointer())
-            start = ir.Constant(vector, [0.0, 0.0, 1.0, 0.0][:lanes])
-            update = builder.insert_element(start, g_value, ir.Constant(i32, 0))
-            update = builder.insert_element(update, h_value, ir.Constant(i32, 1))
-            builder.store(builder.fadd(builder.load(vector_pointer, align=8), update), vector_pointer, align=8)
-            return context.get_dummy_value()
-
-        return types.void(rows, index, types.float64, types.float64), codegen
-
-    return add
-
-
-_add_gh = _lane_adder(False)
-_add_ghc = _lane_adder(True)
+    return types.void(rows, index, types.float64, types.float64), codegen
 
 
 @njit(nogil=True, cache=True)
@@ -63,18 +50,21 @@ def compute_node_value(sum_gradient, sum_hessian, l2):
 
 
 @njit(nogil=True, cache=True)
-def _histograms(XF, feat, k0, k1, part, lo, hi, values, hist_s, count, n_bins):
-    """Per feature position k in k0..k1-1 and bin: hist_s[k, bin] += (gradient, hessian, 1 if
-    ``count``) over partition positions p = lo..hi-1 in order (sample part[p]; part is None for the
-    root: sample p). Every bin's sums run in sample order, as in scikit-learn; four features share a
-    pass so that their add chains overlap (class-sorted data put consecutive samples in the same
-    bin, which serialises a one-feature loop). Only the n_bins[k] bins that feature k's ids can take
-    are cleared (the others stay unused)."""
+def _histograms(XF, feat, k0, k1, part, lo, hi, values, hist_s, cnt_s, count, n_bins):
+    """Per feature position k in k0..k1-1 and bin: hist_s[k, bin] += (gradient, hessian) and, when
+    ``count``, cnt_s[k, bin] += 1, over partition positions p = lo..hi-1 in order (sample part[p];
+    part is None for the root: sample p). Every bin's sums run in sample order, as in scikit-learn;
+    four features share a pass so that their add chains overlap (class-sorted data put consecutive
+    samples in the same bin, which serialises a one-feature loop). 16 bytes per bin keep four
+    features' histograms in the L1 cache. Only the n_bins[k] bins that feature k's ids can take are
+    cleared (the others stay unused)."""
     k = k0
     while k < k1:
         width = min(4, k1 - k)
         for j in range(width):
-            hist_s[k + j, :n_bins[k + j], :3] = 0.0
+            hist_s[k + j, :n_bins[k + j], :] = 0.0
+            if count:
+                cnt_s[k + j, :n_bins[k + j]] = 0
         if width == 4:
             c0 = XF[:, feat[k]]
             c1 = XF[:, feat[k + 1]]
@@ -84,59 +74,67 @@ def _histograms(XF, feat, k0, k1, part, lo, hi, values, hist_s, count, n_bins):
             h1 = hist_s[k + 1]
             h2 = hist_s[k + 2]
             h3 = hist_s[k + 3]
+            n0 = cnt_s[k]
+            n1 = cnt_s[k + 1]
+            n2 = cnt_s[k + 2]
+            n3 = cnt_s[k + 3]
             for p in range(lo, hi):
                 i = p if part is None else part[p]
                 g = np.float64(values[p, 0])
                 h = np.float64(values[p, 1])
+                b0 = c0[i]
+                b1 = c1[i]
+                b2 = c2[i]
+                b3 = c3[i]
+                _add_gh(h0, b0, g, h)
+                _add_gh(h1, b1, g, h)
+                _add_gh(h2, b2, g, h)
+                _add_gh(h3, b3, g, h)
                 if count:
-                    _add_ghc(h0, c0[i], g, h)
-                    _add_ghc(h1, c1[i], g, h)
-                    _add_ghc(h2, c2[i], g, h)
-                    _add_ghc(h3, c3[i], g, h)
-                else:
-                    _add_gh(h0, c0[i], g, h)
-                    _add_gh(h1, c1[i], g, h)
-                    _add_gh(h2, c2[i], g, h)
-                    _add_gh(h3, c3[i], g, h)
+                    n0[b0] += 1
+                    n1[b1] += 1
+                    n2[b2] += 1
+                    n3[b3] += 1
         else:
             for j in range(width):
                 column = XF[:, feat[k + j]]
                 hj = hist_s[k + j]
+                nj = cnt_s[k + j]
                 for p in range(lo, hi):
                     i = p if part is None else part[p]
-                    g = np.float64(values[p, 0])
-                    h = np.float64(values[p, 1])
+                    b = column[i]
+                    _add_gh(hj, b, np.float64(values[p, 0]), np.float64(values[p, 1]))
                     if count:
-                        _add_ghc(hj, column[i], g, h)
-                    else:
-                        _add_gh(hj, column[i], g, h)
+                        nj[b] += 1
         k += width
 
 
 @njit(nogil=True, cache=True)
-def root_histograms(XF, feat, k0, k1, gh, hist, root_cnt, n_bins):
+def root_histograms(XF, feat, k0, k1, gh, hist, cnt, root_cnt, n_bins):
     """Histograms of the root (every sample, index order) for feature positions k0..k1-1; the
     counts are the same for every tree (``root_cnt``). All 256 bins of the first feature are
     cleared: its histogram gives the root's totals (NumPy's sum over the 256 bins, as scikit-learn)."""
     if k0 == 0:
         hist[0, 0, :, :] = 0.0
-    _histograms(XF, feat, k0, k1, None, 0, XF.shape[0], gh, hist[0], False, n_bins)
+    _histograms(XF, feat, k0, k1, None, 0, XF.shape[0], gh, hist[0], cnt[0], False, n_bins)
     for k in range(k0, k1):
-        for b in range(n_bins[k]):
-            hist[0, k, b, 2] = root_cnt[feat[k], b]
+        cnt[0, k, :n_bins[k]] = root_cnt[feat[k], :n_bins[k]]
 
 
 @njit(nogil=True, cache=True)
-def level_work(XF, feat, k0, k1, level, part, ordered_gh, nint, nflt, hist, nbins_nm,
+def level_work(XF, feat, k0, k1, level, part, ordered_gh, nint, nflt, hist, cnt, nbins_nm,
                min_samples_leaf, min_hessian, l2, best_out_i, best_out_f):
     """Histograms (direct, then by subtraction) and the best split per node of one tree level,
     for feature positions k0..k1-1; results per node into best_out_* (one row per caller)."""
     first_slot = (1 << level) - 1
     last_slot = (1 << (level + 1)) - 1
-    # 1. direct histograms (the smaller child of each split: sample order = partition order)
-    for s in range(first_slot, last_slot):
-        if nint[s, 3] == 1:
-            _histograms(XF, feat, k0, k1, part, nint[s, 0], nint[s, 1], ordered_gh, hist[s], True, nbins_nm)
+    # 1. direct histograms (the smaller child of each split: sample order = partition order); four
+    #    features at a time for every such node, so that their columns are read into the cache once
+    for g0 in range(k0, k1, 4):
+        g1 = min(g0 + 4, k1)
+        for s in range(first_slot, last_slot):
+            if nint[s, 3] == 1:
+                _histograms(XF, feat, g0, g1, part, nint[s, 0], nint[s, 1], ordered_gh, hist[s], cnt[s], True, nbins_nm)
     # 2. the larger child: parent minus sibling (scikit-learn _subtract_histograms)
     for s in range(first_slot, last_slot):
         if nint[s, 3] != 2:
@@ -147,7 +145,7 @@ def level_work(XF, feat, k0, k1, level, part, ordered_gh, nint, nflt, hist, nbin
             for b in range(nbins_nm[k]):
                 hist[s, k, b, 0] = hist[parent, k, b, 0] - hist[sib, k, b, 0]
                 hist[s, k, b, 1] = hist[parent, k, b, 1] - hist[sib, k, b, 1]
-                hist[s, k, b, 2] = hist[parent, k, b, 2] - hist[sib, k, b, 2]  # counts: exact
+                cnt[s, k, b] = cnt[parent, k, b] - cnt[sib, k, b]
     # 3. best split per splittable node (scikit-learn _find_best_bin_to_split_left_to_right,
     #    no missing values; features in order, strict '>' keeps the first best)
     for s in range(first_slot, last_slot):
@@ -172,7 +170,7 @@ def level_work(XF, feat, k0, k1, level, part, ordered_gh, nint, nflt, hist, nbin
             f_hl = 0.0
             f_nl = 0
             for b in range(end):
-                n_left += np.int64(hist[s, k, b, 2])
+                n_left += np.int64(cnt[s, k, b])
                 n_right = n_samples - n_left
                 sum_hessian_left += hist[s, k, b, 1]
                 sum_hessian_right = sum_hessians - sum_hessian_left
@@ -290,14 +288,14 @@ def apply_level(XF, feat, level, max_depth, part, buffer, gh, ordered_gh, nint, 
 
 
 @njit(nogil=True, cache=True)
-def grow_levels(XF, feat, max_depth, part, buffer, gh, ordered_gh, nint, nflt, hist, nbins_nm,
+def grow_levels(XF, feat, max_depth, part, buffer, gh, ordered_gh, nint, nflt, hist, cnt, nbins_nm,
                 min_samples_leaf, min_hessian, l2, best_i, best_f):
     """One thread's whole tree after the root histograms: level_work and apply_level per level."""
     n_split = 1 if nint[0, 2] == 2 else 0
     for level in range(max_depth):
         if n_split == 0:
             break
-        level_work(XF, feat, 0, feat.size, level, part, ordered_gh, nint, nflt, hist, nbins_nm,
+        level_work(XF, feat, 0, feat.size, level, part, ordered_gh, nint, nflt, hist, cnt, nbins_nm,
                    min_samples_leaf, min_hessian, l2, best_i[0], best_f[0])
         n_split = apply_level(XF, feat, level, max_depth, part, buffer, gh, ordered_gh, nint, nflt, best_i, best_f,
                               min_samples_leaf, l2)
@@ -359,29 +357,38 @@ def finish_tree(nint, nflt, part, shrinkage, decision, feat, thresholds_padded, 
 
 
 @njit(nogil=True, cache=True)
-def predict_trees(X, row0, row1, feature, threshold, left, right, value, roots, tree_depth, bit_off, base,
-                  accumulator, out):
+def predict_trees(X, row0, row1, feature, threshold, left, jump, value, roots, tree_depth, bit_off, base, out):
     """Decision values of several boosted bits, rows row0..row1-1: out[i, b] = base[b] plus, tree by
     tree in order, the value of the leaf that row i reaches (scikit-learn's ``predict_binned`` on
-    bin ids with ``threshold`` = the bin thresholds; no missing values). The trees' nodes are
-    stacked with absolute child indices and every leaf pointing at itself, so a row takes exactly
-    ``tree_depth[t]`` branch-free steps. Rows are the inner loop (X in Fortran order: each step
-    reads a column in order); ``accumulator`` is scratch of at least row1 - row0 floats."""
-    n_rows = row1 - row0
-    for b in range(base.size):
-        acc = accumulator[:n_rows]
-        acc[:] = base[b]
-        for t in range(bit_off[b], bit_off[b + 1]):
-            root = roots[t]
-            steps = tree_depth[t]
-            for r in range(n_rows):
-                i = row0 + r
-                node = root
-                for _ in range(steps):
-                    node = left[node] if X[i, feature[node]] <= threshold[node] else right[node]
-                acc[r] += value[node]  # tree order for every row, as the reference's sum
-        for r in range(n_rows):
-            out[row0 + r, b] = acc[r]
+    bin ids: left when id <= threshold; no missing values). The trees' nodes are stacked: the left
+    child is ``left[node]``, the right one ``left[node] + jump[node]``, and a leaf is its own child
+    (jump 0), so a row takes exactly ``tree_depth[t]`` branch-free steps. X row-major; rows in
+    tiles of 256 (in the cache while one bit's trees, also in the cache, run over them)."""
+    for t0 in range(row0, row1, 256):
+        t1 = min(t0 + 256, row1)
+        for b in range(base.size):
+            for i in range(t0, t1):
+                acc = base[b]
+                t = bit_off[b]
+                while t + 4 <= bit_off[b + 1]:  # four trees in lockstep: independent load chains
+                    n0, n1, n2, n3 = roots[t], roots[t + 1], roots[t + 2], roots[t + 3]
+                    for _ in range(max(tree_depth[t], tree_depth[t + 1], tree_depth[t + 2], tree_depth[t + 3])):
+                        n0 = left[n0] + jump[n0] * np.int64(X[i, feature[n0]] > threshold[n0])
+                        n1 = left[n1] + jump[n1] * np.int64(X[i, feature[n1]] > threshold[n1])
+                        n2 = left[n2] + jump[n2] * np.int64(X[i, feature[n2]] > threshold[n2])
+                        n3 = left[n3] + jump[n3] * np.int64(X[i, feature[n3]] > threshold[n3])
+                    acc += value[n0]  # tree order, as the reference's sum
+                    acc += value[n1]
+                    acc += value[n2]
+                    acc += value[n3]
+                    t += 4
+                while t < bit_off[b + 1]:
+                    node = roots[t]
+                    for _ in range(tree_depth[t]):
+                        node = left[node] + jump[node] * np.int64(X[i, feature[node]] > threshold[node])
+                    acc += value[node]
+                    t += 1
+                out[i, b] = acc
 
 
 @njit(nogil=True, cache=True)
@@ -598,6 +605,68 @@ def solve_single_block(m, a, b, w, unary):
 # h_ij is stored with each entry (twice for a cross pair, both copies updated alike), so that
 # a_ij = h_ij - scale inside a block and h_ij + scale across blocks.
 @njit(nogil=True, cache=True)
+def build_pair_structure(labels, first, second, n_blocks):
+    """The pairs in block order from the labels (blocks = classes, members in index order): per
+    block its within-block pairs sorted by their first end, and its cross-block pair ends sorted by
+    the block's own end (so per-node sums run over consecutive entries)."""
+    n = labels.size
+    member_off = np.zeros(n_blocks + 1, np.int64)
+    for i in range(n):
+        member_off[labels[i] + 1] += 1
+    for c in range(n_blocks):
+        member_off[c + 1] += member_off[c]
+    members = np.empty(n, np.int32)
+    position = np.empty(n, np.int64)  # an item's place in ``members``
+    fill = member_off[:n_blocks].copy()
+    for i in range(n):
+        c = labels[i]
+        members[fill[c]] = i
+        position[i] = fill[c]
+        fill[c] += 1
+    within_count = np.zeros(n + 1, np.int64)
+    cross_count = np.zeros(n + 1, np.int64)
+    for p in range(first.size):
+        a, b = first[p], second[p]
+        if labels[a] == labels[b]:
+            within_count[position[a] + 1] += 1
+        else:
+            cross_count[position[a] + 1] += 1
+            cross_count[position[b] + 1] += 1
+    for i in range(n):
+        within_count[i + 1] += within_count[i]
+        cross_count[i + 1] += cross_count[i]
+    within_a = np.empty(within_count[n], np.int32)
+    within_b = np.empty(within_count[n], np.int32)
+    cross_node = np.empty(cross_count[n], np.int32)
+    cross_other = np.empty(cross_count[n], np.int32)
+    within_fill = within_count[:n].copy()
+    cross_fill = cross_count[:n].copy()
+    for p in range(first.size):
+        a, b = first[p], second[p]
+        ca, cb = labels[a], labels[b]
+        if ca == cb:
+            q = within_fill[position[a]]
+            within_a[q] = position[a] - member_off[ca]
+            within_b[q] = position[b] - member_off[cb]
+            within_fill[position[a]] += 1
+        else:
+            q = cross_fill[position[a]]
+            cross_node[q] = position[a] - member_off[ca]
+            cross_other[q] = b
+            cross_fill[position[a]] += 1
+            q = cross_fill[position[b]]
+            cross_node[q] = position[b] - member_off[cb]
+            cross_other[q] = a
+            cross_fill[position[b]] += 1
+    within_off = np.empty(n_blocks + 1, np.int64)
+    cross_off = np.empty(n_blocks + 1, np.int64)
+    for c in range(n_blocks + 1):
+        within_off[c] = within_count[member_off[c]]
+        cross_off[c] = cross_count[member_off[c]]
+    return member_off, members, within_off, within_a, within_b, cross_off, cross_node, cross_other
+
+
+@njit(nogil=True, cache=True)
 def bit_weights_and_objective(scale, member_off, members, within_off, within_a, within_b, within_h,
                               cross_off, cross_node, cross_h, weights_out):
     """Per item sum_j |a_ij| (float64, exact integers) and J(all +1) = sum over pairs of a_ij."""
@@ -606,16 +675,30 @@ def bit_weights_and_objective(scale, member_off, members, within_off, within_a, 
     objective_cross_twice = 0
     for c in range(member_off.size - 1):
         m0 = member_off[c]
+        current, run = -1, 0  # entries come in runs of one node (within: first end; cross: own end)
         for e in range(within_off[c], within_off[c + 1]):
             coef = np.int64(within_h[e]) - scale
             objective_within += coef
             magnitude = -coef if coef < 0 else coef
-            totals[members[m0 + within_a[e]]] += magnitude
+            if within_a[e] != current:
+                if current >= 0:
+                    totals[members[m0 + current]] += run
+                current, run = within_a[e], 0
+            run += magnitude
             totals[members[m0 + within_b[e]]] += magnitude
+        if current >= 0:
+            totals[members[m0 + current]] += run
+        current, run = -1, 0
         for q in range(cross_off[c], cross_off[c + 1]):
             coef = np.int64(cross_h[q]) + scale
             objective_cross_twice += coef
-            totals[members[m0 + cross_node[q]]] += -coef if coef < 0 else coef
+            if cross_node[q] != current:
+                if current >= 0:
+                    totals[members[m0 + current]] += run
+                current, run = cross_node[q], 0
+            run += -coef if coef < 0 else coef
+        if current >= 0:
+            totals[members[m0 + current]] += run
     for i in range(totals.size):
         weights_out[i] = np.float64(totals[i])
     return objective_within + objective_cross_twice // 2
@@ -667,8 +750,15 @@ def block_sweeps(codes, scale, orders, member_off, members, within_off, within_a
             for i in range(m):
                 old[i] = codes[members[m0 + i]]
             unary[:m] = 0
+            current, run = -1, 0  # a block's cross entries come in runs of one node
             for q in range(cross_off[c], cross_off[c + 1]):
-                unary[cross_node[q]] += (np.int64(cross_h[q]) + scale) * codes[cross_other[q]]
+                if cross_node[q] != current:
+                    if current >= 0:
+                        unary[current] = run
+                    current, run = cross_node[q], 0
+                run += (np.int64(cross_h[q]) + scale) * codes[cross_other[q]]
+            if current >= 0:
+                unary[current] = run
             e0, e1 = within_off[c], within_off[c + 1]
             if e1 > e0:
                 a0, a1 = arc_off[c], arc_off[c + 1]

@@ -48,25 +48,55 @@ Hyperparameters and their sources:
 - ``stagewise = True``: reference default ``train_stagewise = true``.
 - Sample weights of the tree fit: sum_j |a_ij| per item, normalised to mean 1 (reference
   ``use_data_weight`` / ``updata_data_weights``).
-- ``n_jobs`` (default: all cores): threads, see below.
+- ``n_jobs`` (implementation, no effect on the model): threads; None = the OpenMP thread limit in
+  force (all cores unless ``OMP_NUM_THREADS`` or threadpoolctl's ``threadpool_limits`` say fewer, as
+  the benchmark runner does for each of its parallel cells, so cells do not oversubscribe), -1 =
+  every core, or a count.
+- ``engine`` (implementation, no effect on the model): ``'numba'`` (the default through ``'auto'``
+  when numba is installed and ``tree_depth <= 6``) or ``'reference'`` (scikit-learn's tree grower,
+  PyMaxflow's cuts, NumPy). Both give the same model, bit for bit: see "Two engines".
+
+Two engines, one model. The reference engine is the straightforward implementation: each tree by
+scikit-learn's ``TreeGrower``, each block step by PyMaxflow (imported when first needed), the pair
+bookkeeping in NumPy. The numba engine (``_fasthash_fast.py``, kernels in ``_fasthash_kernels.py``)
+performs the same floating-point operations in the same order, so its trees equal the grower's
+node for node (same splits, gains, leaf values and training decisions) and its codes are identical:
+- trees: grown level by level instead of best-first, which with ``max_leaf_nodes = 2^depth`` (the
+  grower's setting here) splits exactly the same nodes; per node the smaller child's histogram from
+  its samples in index order and the larger one's by subtraction, as the grower; float64 sums of
+  float32 gradients in sample order; the root's totals by NumPy's sum over the first feature's 256
+  bins; the same gain formula and first-best tie rule; the gradients by the same NumPy expressions;
+- cuts: Dinic's max flow (after a greedy pass) instead of Boykov-Kolmogorov. A block's codes are -1
+  exactly on the nodes that can reach the sink in the residual graph of a maximum flow: that set is
+  the same for every maximum flow, and it is what PyMaxflow's segments are (its free nodes default
+  to the source side), so the codes do not depend on the flow algorithm;
+- pair sums (weights, J, h_ij, the KSH loss) in integers, which are exact in any order (the KSH loss
+  is then divided once; the reference's float mean of squares can differ from it in the last digits);
+- binning and encoding: the same searchsorted bin ids; trees evaluated on them with the same
+  comparisons and the leaf values added tree by tree.
+``tests/methods/test_fasthash.py`` checks all of this against the reference engine (trees field by
+field, cuts against PyMaxflow including ties, inference traces block by block, whole models).
+Without numba, ``engine='auto'`` runs the reference engine.
 
 What runs in parallel, honestly: the stagewise algorithm is sequential over bits (bit m's inference
 needs the trees of bits 1..m-1 — their predicted codes replace the inferred ones) and within a bit
 sequential over trees (boosting) and over blocks (a Gauss-Seidel sweep: solving two blocks joined by
 pairs at the same time could raise J, which the monotonicity guarantee forbids). What is parallel in
-the default mode is the histogram construction and split search inside every tree (``n_jobs``
-OpenMP threads in scikit-learn's grower) and the tree evaluation at encode time. With
-``stagewise=False`` (the reference's other mode: infer every bit from the inferred, not predicted,
-codes first) the K tree fits are independent and run in parallel across bits (``n_jobs`` joblib
-threads, one OpenMP thread each; tested to give the same model as a sequential fit). On a machine
-shared with other busy processes set ``OMP_WAIT_POLICY=PASSIVE``: libgomp's default spin-waiting
-then costs several times the CPU of the tree fits (measured: 0.16 vs 0.04 CPU s per tree).
+the default mode is the histogram construction and split search inside every tree (numba engine:
+the tree's features in ``n_jobs`` contiguous chunks, one thread each, chosen per feature as a single
+thread would; reference engine: ``n_jobs`` OpenMP threads in scikit-learn's grower), the feature
+binning and the tree evaluation at encode time (rows in chunks). With ``stagewise=False`` (the
+reference's other mode: infer every bit from the inferred, not predicted, codes first) the K tree
+fits are independent and run in parallel across bits (``n_jobs`` joblib threads, one thread each;
+tested to give the same model as a sequential fit). On a machine shared with other busy processes
+set ``OMP_WAIT_POLICY=PASSIVE`` for the reference engine: libgomp's default spin-waiting then costs
+several times the CPU of the tree fits.
 
-Speed (the part of FastHash that costs): per bit, the inference is ~100 graph cuts (one per class,
-about 4.5 million in-class pairs in all at CIFAR-100 size) plus vectorised unary terms, ~1 CPU s; the
-trees cost ~0.045 CPU s each on 50,000 x 200 binned features. Features are binned once per fit
-(``FeatureBins``) and once per encode, instead of once per bit; encoding evaluates each bit's trees on
-the binned features.
+Where the time goes (``benchmarks/bench_shallow.py --methods FastHash --fasthash-engines reference
+numba --digits`` measures both engines; its figures are in ``benchmarks/results/fasthash_engines.md``):
+per bit, the block inference (about 200 cuts of 500-node blocks with ~45,000 pairs each at CIFAR-100
+size) and ``n_trees`` trees on 50,000 x 200 binned features, whose histograms are nearly all of the
+cost. Features are binned once per fit (``FeatureBins``) and once per encode.
 
 Deviations from the reference, on purpose:
 - Trees: gradient boosting with the logistic loss (LogitBoost-like), each tree grown by scikit-learn's
@@ -270,6 +300,7 @@ class ReferenceInference:
 
     def __init__(self, blocks: _BlockStructure, first, second, similar, n_items: int):
         self.blocks, self.first, self.second, self.n = blocks, first, second, n_items
+        self.n_pairs = int(first.size)
         self.target = np.where(similar, 1, -1).astype(np.int64)
         self.hamming_affinity = np.zeros(first.size, dtype=np.int64)  # h_ij over the bits learned so far
 
@@ -510,14 +541,15 @@ class FastHash(HashingMethod):
         n, K = X.shape[0], int(self.n_bits)
         rng = self._rng(1)
         first, second, similar = sample_relation_pairs(labels, self.n_similar_pairs, self.n_dissimilar_pairs, rng)
-        blocks = _BlockStructure(labels, first, second)
         fast = self._fast()
-        if fast:
+        if fast:  # blocks = classes: the same structure as _BlockStructure, built in one pass
             from ._fasthash_fast import FastInference, TreeData
 
-            inference = FastInference(blocks, first, second, similar, n)
+            inference = FastInference(labels, first, second)
         else:
-            inference, TreeData = ReferenceInference(blocks, first, second, similar, n), None
+            inference, TreeData = ReferenceInference(_BlockStructure(labels, first, second), first, second, similar,
+                                                     n), None
+        del first, second, similar
         n_threads = self._n_threads()
         self.bins_ = FeatureBins(X, self._rng(2), n_threads=n_threads)
         engine = "numba" if fast else "reference"
@@ -558,7 +590,7 @@ class FastHash(HashingMethod):
                 log["code_fit_accuracy"].append(
                     float(np.average((decision >= 0) == (inferred_codes[b] > 0), weights=weights_per_bit[b])))
         self.training_log_ = log
-        self.n_pairs_ = int(first.size)
+        self.n_pairs_ = int(inference.n_pairs)
 
     # ------------------------------------------------------------------ encode
     def _encode(self, X):
@@ -570,10 +602,13 @@ class FastHash(HashingMethod):
 
             stacked, engine = StackedTrees(self.hash_functions_), "numba"
         for start in range(0, X.shape[0], 100_000):  # bins in chunks: 100,000 x d uint8 at a time
-            X_binned = self.bins_.transform(X[start:start + 100_000], engine, n_threads)
             if stacked is not None:  # every bit's trees in one pass (the same sums as decision_binned)
+                from ._fasthash_fast import bin_features
+
+                X_binned = bin_features(X[start:start + 100_000], self.bins_, n_threads, order="C")
                 outputs[start:start + X_binned.shape[0]] = stacked.decision(X_binned, n_threads)
                 continue
+            X_binned = self.bins_.transform(X[start:start + 100_000], engine, n_threads)
             for b, model in enumerate(self.hash_functions_):
                 outputs[start:start + X_binned.shape[0], b] = model.decision_binned(X_binned, n_threads, "reference")
         return outputs

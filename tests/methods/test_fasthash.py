@@ -212,7 +212,7 @@ def test_numba_inference_traces_equal_the_reference_block_by_block():
     similar = labels[first] == labels[second]
     blocks = _BlockStructure(labels, first, second)
     slow = ReferenceInference(blocks, first, second, similar, labels.size)
-    fast = FastInference(blocks, first, second, similar, labels.size)
+    fast = FastInference(labels, first, second)  # builds the same blocks from the labels
     for bit in range(1, 5):
         codes_slow, codes_fast = np.ones(labels.size, np.int8), np.ones(labels.size, np.int8)
         weights_slow, trace_slow = slow.infer_bit(codes_slow, bit, 3, np.random.default_rng(bit), trace_blocks=True)

@@ -1,14 +1,19 @@
 """Speed of the shared deep trainer in features mode, and the validation study behind
 ``settings="features"``.
 
-Speed (training steps per second on this CPU, LTHNet k=3, 64 bits, CIFAR-100 IF=1 size:
-50,000 x 512 synthetic features, 100 classes)::
+Speed (training steps per second on this CPU in features mode, 64 bits, CIFAR-100 IF=1 size:
+50,000 x 512 synthetic features, 100 classes; LTHNet k=3 and CSQ on the shared trunk)::
 
-    python benchmarks/bench_deep.py speed [--steps 300] [--batch-sizes 8 32 64] [--methods LTHNet CSQ]
+    python benchmarks/bench_deep.py speed [--steps 300] [--batch-sizes 8 32] [--methods LTHNet CSQ] [--threads 2]
 
 It times N optimisation steps of the trainer's own step function (after a warm-up) and one memory
-rebuild (LTHNet's per-epoch pass over the whole training set plus the DPP), then extrapolates one
-table cell (a fit on 50,000 items) under the paper's and under the feature-mode epochs.
+rebuild (LTHNet's per-epoch forward pass over the whole training set, then the DPP), then
+extrapolates one table cell (a fit on 50,000 items) under the paper's and under the feature-mode
+epochs. Beside each step rate it gives the step's bound on this CPU (``step_bound``: the step's own
+matrix products timed alone plus one optimiser pass at the measured copy bandwidth) and the share
+of it reached, with the regime (memory- or compute-bound) of the step. On a shared machine the
+numbers are indicative only: run it on an idle one, or with ``--threads 1 --clock process`` (CPU
+time of the one thread, which leaves out the time the process waits for a core).
 
 Validation (never the query set: a stratified part of the *training* split is held out as
 validation queries; the rest is both the training set and the retrieval database)::
@@ -35,72 +40,190 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import torch  # noqa: E402
 
 from methods._deep import DeepTrainer  # noqa: E402
-from methods.lthnet import LTHNet  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- speed
 
+#: the clock of the speed measurements: wall time, or with --clock process this process's CPU time
+#: (a fairer proxy on a shared machine, single-threaded only: it leaves out time spent descheduled)
+_CLOCK = {"clock": time.perf_counter}
+
+
+def _clock() -> float:
+    return _CLOCK["clock"]()
+
+
+def _trainer(method, X, y):
+    """The trainer a fit of ``method`` would build (under its seed), with its fit-start hook run."""
+    method.validate_params()
+    method.n_classes_ = int(y.max()) + 1
+    device = torch.device("cpu")
+    trainer = DeepTrainer(method, X, y, method.resolved_settings(), device, method._generator())
+    method.trainer_ = trainer
+    method.on_fit_start(trainer)
+    return trainer
+
+
+def _batch_stream(trainer):
+    while True:
+        yield from trainer._epoch_batches()
+
+
 def _time_training(method, X, y, n_steps: int, n_warmup: int = 20):
-    """(steps per second of the real training step, seconds of one per-epoch memory rebuild).
+    """(steps per second of the real training step, seconds of the per-epoch work outside the steps:
+    LTHNet's memory rebuild split into (forward pass over the training set, DPP), else zeros).
 
     Runs the trainer's own step (``DeepTrainer._train_step``) ``n_steps`` times after a warm-up,
-    with one host synchronisation at the end; the memory rebuild is LTHNet's ``on_epoch_start``
-    (forward pass over the whole training set, class centroids and the DPP), 0 for other methods."""
-    method.n_classes_ = int(y.max()) + 1
-    settings = method.resolved_settings()
-    device = torch.device("cpu")
-    with method._torch_context(device):
-        trainer = DeepTrainer(method, X, y, settings, device, method._generator())
-        method.trainer_ = trainer
+    with one host synchronisation at the end."""
+    with method._torch_context(torch.device("cpu")):
+        trainer = _trainer(method, X, y)
         try:
-            method.on_fit_start(trainer)
-            start = time.perf_counter()
-            method.on_epoch_start(0, trainer)
-            memory_seconds = time.perf_counter() - start
+            rebuild = (0.0, 0.0)
+            if getattr(trainer.head, "use_meta_embedding", False):
+                from methods.lthnet import build_memory
+
+                start = _clock()
+                direct = trainer.forward_all(trainer.head.direct)
+                middle = _clock()
+                trainer.head.memory.copy_(build_memory(direct, trainer.train_labels, trainer.n_classes, int(method.k)))
+                rebuild = (middle - start, _clock() - middle)
             trainer.head.train()
             loss_sum = torch.zeros((), dtype=torch.float64)
-
-            def batches():
-                while True:
-                    yield from trainer._epoch_batches()
-
-            stream = batches()
+            stream = _batch_stream(trainer)
             for _ in range(n_warmup):
                 trainer._train_step(*next(stream), loss_sum)
-            start = time.perf_counter()
+            start = _clock()
             for _ in range(n_steps):
                 trainer._train_step(*next(stream), loss_sum)
             loss_sum.item()
-            seconds = time.perf_counter() - start
+            seconds = _clock() - start
         finally:
             del method.trainer_
-    return n_steps / seconds, memory_seconds
+    return n_steps / seconds, rebuild
 
 
-def bench_speed(n_steps: int, batch_sizes: list[int], n_threads: int | None, methods: list[str]) -> None:
-    from methods.registry import get_method_class
+def _best_seconds(fn, repeats: int) -> float:
+    fn()
+    best = math.inf
+    for _ in range(repeats):
+        start = _clock()
+        fn()
+        best = min(best, _clock() - start)
+    return best
+
+
+def measure_bandwidth(n_bytes: int = 256 << 20, repeats: int = 5) -> float:
+    """Bytes per second of a large float32 copy (read + write), the best of ``repeats``."""
+    source = torch.rand(n_bytes // 4)
+    target = torch.empty_like(source)
+    return 2 * n_bytes / _best_seconds(lambda: target.copy_(source), repeats)
+
+
+def measure_gemm_rate(size: int = 2048, repeats: int = 5) -> float:
+    """FLOP per second of a large square float32 matmul (the machine's matmul peak)."""
+    a, b = torch.rand(size, size), torch.rand(size, size)
+    return 2 * size**3 / _best_seconds(lambda: a @ b, repeats)
+
+
+_MATMULS = ("mm", "addmm", "bmm", "baddbmm")
+
+
+def _step_matmuls(method, X, y):
+    """The matrix products of one training step (forward and backward), as
+    [(op, [("tensor", shape, stride) or ("value", value)], kwargs)]."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    calls = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.__name__.split(".")[0] in _MATMULS:
+                calls.append((func, [("tensor", tuple(a.shape), tuple(a.stride())) if isinstance(a, torch.Tensor)
+                                     else ("value", a) for a in args], dict(kwargs or {})))
+            return func(*args, **(kwargs or {}))
+
+    with method._torch_context(torch.device("cpu")):
+        trainer = _trainer(method, X, y)
+        try:
+            stream = _batch_stream(trainer)
+            loss_sum = torch.zeros((), dtype=torch.float64)
+            trainer._train_step(*next(stream), loss_sum)
+            with Record():
+                trainer._train_step(*next(stream), loss_sum)
+        finally:
+            del method.trainer_
+    return calls, sum(p.numel() for p in trainer.optimizer.param_groups[0]["params"])
+
+
+def _dense(shape, stride) -> torch.Tensor:
+    """A random tensor of ``shape`` laid out like ``stride`` (e.g. a transposed matrix)."""
+    order = sorted(range(len(shape)), key=lambda i: stride[i], reverse=True)
+    return torch.rand([shape[i] for i in order]).permute([order.index(i) for i in range(len(shape))])
+
+
+def step_bound(method, X, y, bandwidth: float, gemm_rate: float) -> dict:
+    """The lower bound of one training step on this CPU and its parts:
+
+    * ``matmul_s``: the step's matrix products (forward and backward, recorded from a real step),
+      each timed alone on fresh tensors of its shapes and layout (best of 20): the arithmetic at
+      this CPU's matmul speed for exactly these shapes (at batch 8 they are memory-bound: reading
+      the weight matrix dominates);
+    * ``optimizer_s``: one pass of the optimiser at the measured copy bandwidth -- RMSprop reads
+      param, grad, square_avg and writes param, square_avg: 20 bytes per float32 parameter;
+    * ``bound_s`` = matmul_s + optimizer_s (activations and the loss are left out: small at these
+      batch sizes, so the bound is optimistic);
+    * ``regime``: "memory" when the step's minimal traffic (the weights read in the forward and the
+      backward pass, the gradients written, the optimiser's pass: 32 bytes per parameter) at the
+      copy bandwidth takes longer than its FLOPs at the matmul peak, else "compute"."""
+    calls, n_parameters = _step_matmuls(method, X, y)
+    matmul_s = flops = 0.0
+    for func, args, kwargs in calls:
+        real = [_dense(a[1], a[2]) if a[0] == "tensor" else a[1] for a in args]
+        matmul_s += _best_seconds(lambda: func(*real, **kwargs), 20)
+        left, right = [a[1] for a in args if a[0] == "tensor"][-2:]
+        flops += 2.0 * (left[0] if len(left) == 3 else 1) * left[-2] * left[-1] * right[-1]
+    optimizer_s = 20 * n_parameters / bandwidth
+    memory_s, compute_s = 32 * n_parameters / bandwidth, flops / gemm_rate
+    return {"parameters": n_parameters, "flops": flops, "matmul_s": matmul_s, "optimizer_s": optimizer_s,
+            "bound_s": matmul_s + optimizer_s, "memory_s": memory_s, "compute_s": compute_s,
+            "regime": "memory" if memory_s > compute_s else "compute"}
+
+
+def bench_speed(n_steps: int, batch_sizes: list[int], n_threads: int | None, methods: list[str],
+                clock: str = "wall") -> None:
     from datasets.synthetic import make_class_clusters
     from methods._deep import FEATURE_SETTINGS, PAPER_SETTINGS
+    from methods.registry import get_method_class
 
     if n_threads:
         torch.set_num_threads(n_threads)
+    if clock == "process":
+        if torch.get_num_threads() != 1:
+            raise SystemExit("--clock process measures one thread's CPU time: pass --threads 1.")
+        _CLOCK["clock"] = time.process_time
     X, y = make_class_clusters(100, 500, 512, seed=0, noise=1.0)
-    print(f"data {X.shape} (CIFAR-100 IF=1 size), {len(np.unique(y))} classes, 64 bits, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print("| method | batch | steps/s | samples/s | memory rebuild s | epoch min | "
-          f"paper cell h ({PAPER_SETTINGS['n_epochs']} ep) | features cell h ({FEATURE_SETTINGS['n_epochs']} ep) |")
-    print("|---|---|---|---|---|---|---|---|")
+    bandwidth, gemm_rate = measure_bandwidth(), measure_gemm_rate()
+    print(f"data {X.shape} (CIFAR-100 IF=1 size), {len(np.unique(y))} classes, 64 bits, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {clock} clock; measured: copy bandwidth {bandwidth / 1e9:.1f} GB/s, "
+          f"matmul peak {gemm_rate / 1e9:.1f} GFLOP/s (2048^3)")
+    print("| method | trunk | batch | params | steps/s | bound steps/s | of bound | regime | matmul ms | optimizer ms "
+          "| rebuild s (forward + DPP) | epoch min | paper cell h | features cell h |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in methods:
         cls = get_method_class(name)
         for batch_size in batch_sizes:
             params = {"k": 3} if name.startswith("LTHNet") else {}
             method = cls(n_bits=64, batch_size=batch_size, n_threads=n_threads, **params)
-            steps_per_second, memory_seconds = _time_training(method, X, y, n_steps)
+            steps_per_second, (forward_s, dpp_s) = _time_training(method, X, y, n_steps)
+            bound = step_bound(method, X, y, bandwidth, gemm_rate)
             steps_per_epoch = math.ceil(len(y) / batch_size)
-            epoch_seconds = steps_per_epoch / steps_per_second + memory_seconds
+            epoch_seconds = steps_per_epoch / steps_per_second + forward_s + dpp_s
             cells = [epochs * epoch_seconds / 3600 for epochs in (PAPER_SETTINGS["n_epochs"], FEATURE_SETTINGS["n_epochs"])]
-            print(f"| {name} | {batch_size} | {steps_per_second:.1f} | {batch_size * steps_per_second:.0f} | "
-                  f"{memory_seconds:.2f} | {epoch_seconds / 60:.2f} | {cells[0]:.2f} | {cells[1]:.2f} |", flush=True)
+            print(f"| {name} | {method.resolved_settings()['trunk']} | {batch_size} | {bound['parameters'] / 1e6:.2f}M "
+                  f"| {steps_per_second:.1f} | {1 / bound['bound_s']:.1f} | {bound['bound_s'] * steps_per_second:.0%} "
+                  f"| {bound['regime']} | {bound['matmul_s'] * 1e3:.1f} | {bound['optimizer_s'] * 1e3:.1f} "
+                  f"| {forward_s:.2f} + {dpp_s:.2f} | {epoch_seconds / 60:.2f} | {cells[0]:.2f} | {cells[1]:.2f} |",
+                  flush=True)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -236,9 +359,11 @@ def main(argv=None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     speed = sub.add_parser("speed")
     speed.add_argument("--steps", type=int, default=300)
-    speed.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32, 64])
+    speed.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
     speed.add_argument("--methods", nargs="+", default=["LTHNet", "CSQ"])
     speed.add_argument("--threads", type=int, default=None)
+    speed.add_argument("--clock", choices=["wall", "process"], default="wall",
+                       help="process: this process's CPU time (with --threads 1), for a busy machine")
     val = sub.add_parser("validate")
     val.add_argument("--dataset", default="synthetic-cifar100")
     val.add_argument("--imbalance-factor", type=float, default=50.0)
@@ -253,7 +378,7 @@ def main(argv=None) -> None:
                      "methods/data/deep_feature_validation.csv)")
     args = parser.parse_args(argv)
     if args.command == "speed":
-        bench_speed(args.steps, args.batch_sizes, args.threads, args.methods)
+        bench_speed(args.steps, args.batch_sizes, args.threads, args.methods, args.clock)
     else:
         validate(args.dataset, args.imbalance_factor, args.noise, args.methods, args.rows, args.threads,
                  args.bits, args.holdout, args.seeds, args.out)

@@ -323,6 +323,51 @@ def _figure_section(results: StoredResults, run: dict, mode: str, policy: str) -
     return lines
 
 
+def provenance_lines(records) -> list[str]:
+    """A warning when the records come from more than one version of the project (its version and,
+    from a git checkout, its commit): their numbers may not be comparable."""
+    versions: dict[str, int] = {}
+    for record in records:
+        found = record.get("versions") or {}
+        label = found.get("longtail-hashing-benchmark", "unknown version")
+        if found.get("git_commit"):
+            label += f" (commit {found['git_commit'][:12]}{'+dirty' if found['git_commit'].endswith('+dirty') else ''})"
+        versions[label] = versions.get(label, 0) + 1
+    if len(versions) <= 1:
+        return []
+    listed = "; ".join(f"{label}: {count} cells" for label, count in sorted(versions.items()))
+    return [f"**Warning: the cells of this folder come from {len(versions)} different versions of the suite** "
+            f"({listed}). Numbers from different versions may not be comparable; `--force` recomputes a "
+            "run's cells with the current version.", ""]
+
+
+def split_manifest_lines(records) -> list[str]:
+    """One row per long-tail split the records used: sizes, the sha256 of its index lists and the
+    disjointness checks (``datasets.manifest``)."""
+    splits = {}
+    for record in records:
+        long_tail = ((record.get("dataset") or {}).get("card") or {}).get("long_tail") or {}
+        manifest = long_tail.get("manifest")
+        if manifest:
+            key = (float(long_tail.get("imbalance_factor", 0)), int(long_tail.get("split_seed", 0)))
+            splits[key] = (long_tail, manifest)
+    if not splits:
+        return []
+    lines = ["### Split manifests", "",
+             "The sha256 of each split's row lists (" + next(iter(splits.values()))[1].get("index_hash", "") + "; "
+             "first 16 hex digits shown, the full values are in every record) and its checks.", "",
+             "| IF | split seed | n_max/n_min | train | query | database | train sha256 | query sha256 | "
+             "database sha256 | query ∩ database = ∅ | train ⊆ database |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (factor, seed), (long_tail, m) in sorted(splits.items()):
+        realised = long_tail.get("realised_imbalance_factor")
+        checks = ["yes" if m.get(name) else "NO" for name in ("query_database_disjoint", "train_in_database")]
+        lines.append(f"| {factor:g} | {seed} | {'' if realised is None else f'{realised:g}'} | {m['n_train']} | "
+                     f"{m['n_query']} | {m['n_database']} | `{m['train_sha256'][:16]}` | `{m['query_sha256'][:16]}` | "
+                     f"`{m['database_sha256'][:16]}` | {checks[0]} | {checks[1]} |")
+    return lines + [""]
+
+
 def write_report(source, policy: str = "tie_aware") -> str:
     """(Re)write ``<results>/REPORT.md`` from the manifest and the store; returns its path."""
     results = as_results(source)
@@ -334,6 +379,7 @@ def write_report(source, policy: str = "tie_aware") -> str:
              "Re-running any experiment only computes missing cells and rewrites this file.", ""]
     if not manifest:
         lines += ["_Nothing has been run into this folder yet._"]
+    lines += provenance_lines(results.records.values())
     for setting in sorted(manifest):
         dataset, mode = setting.split("|")
         runs = manifest[setting]
@@ -341,6 +387,8 @@ def write_report(source, policy: str = "tie_aware") -> str:
         figure2 = os.path.join("figures", f"figure2_{file_slug(dataset)}.png")
         if os.path.exists(os.path.join(store.root, figure2)):
             lines += ["### Fig. 2: long-tail training splits", "", f"![figure2]({figure2})", ""]
+        lines += split_manifest_lines(record for record in results.records.values()
+                                      if (record.get("cell") or {}).get("dataset") == dataset)
         table_runs = [n for n in runs if TABLE in runs[n].get("outputs", ())]
         for name in sorted(table_runs) + sorted(n for n in runs if n not in table_runs):
             run = runs[name]

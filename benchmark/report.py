@@ -27,9 +27,9 @@ PAPER_DATASETS = ("cifar100", "imagenet100")
 
 MODE_CAPTIONS = {
     "features": ("features mode: every method hashes the dataset's frozen features (cached ResNet34 features "
-                 "for image datasets, the raw features for digits and feature files); deep methods train only "
-                 "their heads (the paper fine-tunes deep methods end to end, so deep rows are not "
-                 "directly comparable to its numbers)"),
+                 "for image datasets, the raw features for digits and feature files); deep methods train a "
+                 "trunk and their heads on them (the paper fine-tunes deep methods end to end, so deep rows "
+                 "are not directly comparable to its numbers)"),
     "finetune": ("finetune mode: deep methods train ResNet34 end to end as in the paper; shallow methods "
                  "hash the frozen cached ResNet34 features"),
 }
@@ -279,7 +279,33 @@ def table_caption(frame: pd.DataFrame, dataset: str, mode: str, policy: str) -> 
         if seeds > 1:
             caption += f" Mean over {seeds} seeds."
         caption += realised_imbalance_text(frame)
+        if mode == "features":
+            caption += trunk_text(frame)
     return caption
+
+
+TRUNK_NAMES = {"shared": "the shared trunk Linear(d, 2000) + ReLU under its head",
+               "own": "its own direct-feature layer Linear(d, 2000) + ReLU (the shared trunk's shape)",
+               "none": "its head alone on the features (no trunk: linear heads)"}
+
+
+def trunk_text(frame: pd.DataFrame) -> str:
+    """' Deep rows: DPSH, CSQ: the shared trunk ...; LTHNet (k=3): its own ...' -- which trunk ran
+    under each deep row (from the records' resolved settings); '' without deep rows."""
+    if frame.empty or "trunk" not in frame:
+        return ""
+    deep = frame[(frame["family"] == "deep") & (frame["trunk"] != "")]
+    if deep.empty:
+        return ""
+    by_trunk = {}
+    for method in ordered_methods(deep["method"].unique()):
+        trunks = sorted(set(deep.loc[deep["method"] == method, "trunk"]))
+        by_trunk.setdefault(", ".join(trunks), []).append(method)
+    if set(by_trunk) <= {"shared", "own"}:
+        return (" Deep rows train the same trunk in features mode, Linear(d, 2000) + ReLU, under their heads "
+                "(LTHNet's direct-feature layer is that trunk): equal trainable capacity below the head.")
+    return " Deep rows' trunks: " + "; ".join(f"{', '.join(methods)}: {TRUNK_NAMES.get(trunk, trunk)}"
+                                              for trunk, methods in by_trunk.items()) + "."
 
 
 def realised_imbalance_text(frame: pd.DataFrame) -> str:

@@ -14,7 +14,7 @@ from .store import Cell, ResultStore
 GROUPS = ("head", "medium", "tail")
 FRAME_COLUMNS = ["dataset", "mode", "method", "method_key", "family", "imbalance_factor", "bits", "seed",
                  "split_seed", "data_fingerprint", "cell_key", "map_tie_aware", "map_index_order",
-                 "fit_seconds", "default_bits", "loss", "realised_imbalance_factor"]
+                 "fit_seconds", "default_bits", "loss", "realised_imbalance_factor", "trunk", "head_init"]
 
 
 def realised_imbalance_factor(record: dict) -> float:
@@ -45,6 +45,10 @@ def _row(record: dict) -> dict:
         "default_bits": tuple(record.get("dataset", {}).get("default_bits", (32, 64, 96))),
         "loss": (record.get("training_log") or {}).get("loss"),
         "realised_imbalance_factor": realised_imbalance_factor(record),
+        # the deep trainer's resolved trunk ('shared', 'own', 'none'; '' for shallow methods or an
+        # older record) and head initialisation
+        "trunk": str((method.get("settings") or {}).get("trunk") or ""),
+        "head_init": str((method.get("settings") or {}).get("head_init") or ""),
     }
     for policy in ("tie_aware", "index_order"):
         for group, value in metrics.get(f"group_map_{policy}", {}).items():

@@ -127,3 +127,23 @@ def test_list_methods(capsys):
     assert main(["--list-methods"]) == 0
     out = capsys.readouterr().out
     assert "ITQ" in out and "shallow" in out
+
+
+def test_progress_names_the_running_cells_and_their_epoch(tmp_path):
+    """The bar's postfix names every cell running now (not the last finished one) and the epoch a
+    deep cell has reached; a finished cell leaves it."""
+    from benchmark.runner import CellOutcome, _Progress
+
+    data = load_dataset("digits")
+    specs = expand_method_specs(["LSH", "CSQ"])
+    plan = plan_grid(data, [1.0], [16], specs, [0])
+    lsh, csq = plan.cells
+    bar = _Progress(2, enabled=False)
+    for cell in plan.cells:
+        bar.name(cell)
+    bar.update(lsh.key, "started")
+    bar.update(csq.key, "epoch 3/30 loss 0.41")
+    assert bar.bar.postfix == "running: LSH IF=1 16b; CSQ IF=1 16b epoch 3/30 loss 0.41"
+    bar.finished(CellOutcome(lsh, "done", ""))
+    assert bar.bar.postfix == "running: CSQ IF=1 16b epoch 3/30 loss 0.41"
+    bar.close()

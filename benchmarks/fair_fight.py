@@ -20,12 +20,16 @@ table reader would: a conservative choice for LTHNet's margin).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATASETS = {"synthetic-cifar100": {"noise": 7.0}, "digits": {}}
+#: s_1 of the synthetic IF-1 split (the paper's ImageNet100 rule, as benchmarks/validate_deep.py):
+#: 50 items per class instead of 500, a 2-core cost cut; IF 50 and 100 keep s_1 = 500
+BALANCED_CLASS_SIZE = {"synthetic-cifar100": 50}
 METHODS = ["DPSH", "HashNet", "DSDH", "CSQ", "DHN", "ACHNet", "OrthoHash", "LTHNet(k=3)"]
 
 
@@ -45,6 +49,9 @@ def run(args) -> int:
     specs = _specs(expand_method_specs, registered_methods())
     for name in args.datasets:
         data = load_dataset(name, **DATASETS[name])
+        if name in BALANCED_CLASS_SIZE and args.balanced_class_size:
+            protocol = dataclasses.replace(data.long_tail_protocol, balanced_class_size=args.balanced_class_size)
+            data = dataclasses.replace(data, long_tail_protocol=protocol)
         bits = args.bits or [list(data.default_bits)[len(data.default_bits) // 2]]
         plan = plan_grid(data, args.factors, bits, specs, [0])
         outcomes = run_grid(data, plan, specs, store, jobs=args.jobs, progress=True)
@@ -139,6 +146,8 @@ def main(argv=None) -> int:
     run_parser.add_argument("--bits", nargs="+", type=int, default=None,
                             help="default: 64 on synthetic-cifar100, 32 on digits (their middle lengths)")
     run_parser.add_argument("--jobs", type=int, default=2)
+    run_parser.add_argument("--balanced-class-size", type=int, default=BALANCED_CLASS_SIZE["synthetic-cifar100"],
+                            help="items per class of synthetic-cifar100's IF-1 split (0: its own 500)")
     compare_parser = sub.add_parser("compare", help="LTHNet (k=3) minus the best deep baseline, before and after")
     compare_parser.add_argument("--before", default=None)
     compare_parser.add_argument("--after", required=True)

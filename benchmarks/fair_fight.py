@@ -111,9 +111,26 @@ def compare(args) -> int:
                               "best_epoch": best_point["epoch"], "inflation": max(best_point["map"], final) - final,
                               "diagnostic_seconds": (record.get("timings") or {}).get("diagnostic_seconds"),
                               "fit_seconds": (record.get("timings") or {}).get("fit_seconds")})
-        out[label] = {"differences": sorted(rows, key=lambda r: (r["dataset"], r["imbalance_factor"])),
+        maps = []
+        for _, row in frame[frame["family"] == "deep"].iterrows():
+            ap = results.arrays(row["cell_key"])["ap_tie_aware"]
+            _, low, high = bootstrap_intervals([[(ap, None)]])[0]
+            maps.append({"dataset": row["dataset"], "imbalance_factor": float(row["imbalance_factor"]),
+                         "bits": int(row["bits"]), "method": row["method"], "map": float(ap.mean()),
+                         "ci": [float(low), float(high)], "fit_seconds": float(row["fit_seconds"])})
+        out[label] = {"maps": sorted(maps, key=lambda r: (r["dataset"], r["method"], r["imbalance_factor"])),
+                      "differences": sorted(rows, key=lambda r: (r["dataset"], r["imbalance_factor"])),
                       "inflation": sorted(inflation, key=lambda r: (r["dataset"], r["method"], r["imbalance_factor"]))}
     for label, block in out.items():
+        print(f"\n{label}: deep rows, tie-aware MAP [95% bootstrap interval over queries]")
+        for dataset in sorted({r["dataset"] for r in block["maps"]}):
+            factors = sorted({r["imbalance_factor"] for r in block["maps"] if r["dataset"] == dataset})
+            print(f"{dataset:<20} " + " ".join(f"{'IF=' + format(f, 'g'):>24}" for f in factors))
+            for method in sorted({r["method"] for r in block["maps"] if r["dataset"] == dataset}):
+                cells = {r["imbalance_factor"]: r for r in block["maps"] if r["dataset"] == dataset and r["method"] == method}
+                print(f"  {method:<18} " + " ".join(
+                    f"{cells[f]['map']:.4f} [{cells[f]['ci'][0]:.3f}, {cells[f]['ci'][1]:.3f}]" if f in cells else f"{'-':>24}"
+                    for f in factors))
         print(f"\n{label}: LTHNet (k=3) minus the best deep baseline (tie-aware MAP, 95% paired bootstrap interval)")
         print(f"{'dataset':<20} {'IF':>4} {'bits':>4} {'LTHNet':>8} {'best baseline':<16} {'its MAP':>8} {'difference':>26}")
         for r in block["differences"]:

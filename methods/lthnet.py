@@ -69,7 +69,7 @@ from torch import nn
 from common.checks import check_nonnegative_int, check_positive_int
 
 from ._deep import TRUNK_WIDTH, DeepHashingMethod
-from ._dpp import diverse_prototypes
+from ._dpp import class_prototypes
 from .base import InvalidInputError
 from .registry import register
 
@@ -89,14 +89,20 @@ def class_balanced_weights(class_counts: np.ndarray, beta: float) -> np.ndarray:
     return weights
 
 
+SQUARE_LOSS_REDUCTIONS = ("sum", "mean")
+CLASSIFIER_INITS = ("pytorch", "zeros")
+
+
 def lthnet_loss(logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor,
-                square_loss: bool = False) -> torch.Tensor:
+                square_loss: bool = False, class_reduction: str = "sum") -> torch.Tensor:
     """Mean over the batch of w_y * L(y_hat, y): cross-entropy of softmax(logits) (eqs. 10, 12-13),
-    or with ``square_loss`` the squared error ||logits - onehot(y)||^2 (LTHNet_sq, eqs. 14-15)."""
+    or with ``square_loss`` the squared error ||logits - onehot(y)||^2 (LTHNet_sq, eqs. 14-15),
+    summed over the classes (eq. 15) or, with ``class_reduction="mean"``, averaged over them."""
     weights = class_weights.index_select(0, labels).to(logits.dtype)
     if square_loss:
         target = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
-        per_item = ((logits - target) ** 2).sum(dim=1)
+        squares = (logits - target) ** 2
+        per_item = squares.sum(dim=1) if class_reduction == "sum" else squares.mean(dim=1)
     else:
         per_item = F.cross_entropy(logits, labels, reduction="none")
     return (weights * per_item).mean()
@@ -135,7 +141,9 @@ class LTHNetHead(nn.Module):
 
 def build_memory(direct: torch.Tensor, labels: torch.Tensor, n_classes: int, k: int) -> torch.Tensor:
     """The (k+1)C x D memory (eqs. 3-4): per class its centroid then k DPP prototypes (padded with
-    the centroid when fewer are found), from the direct features of the whole training set."""
+    the centroid when fewer are found), from the direct features of the whole training set. The
+    prototypes of all classes are chosen together (``class_prototypes``: the per-class
+    ``diverse_prototypes``' choice, vectorised over the classes)."""
     direct = direct.float()
     dim = direct.shape[1]
     counts = torch.bincount(labels, minlength=n_classes)
@@ -144,18 +152,10 @@ def build_memory(direct: torch.Tensor, labels: torch.Tensor, n_classes: int, k: 
     centroids = (sums / counts.clamp_min(1)[:, None].to(torch.float64)).to(direct.dtype)
     memory = centroids.repeat_interleave(k + 1, dim=0)  # every slot starts as its class centroid
     if k > 0:
-        order = torch.argsort(labels, stable=True)
-        counts_list = counts.tolist()
-        start = 0
-        for class_index, count in enumerate(counts_list):
-            if count == 0:
-                continue
-            rows = order[start:start + count]
-            start += count
-            chosen, _ = diverse_prototypes(direct[rows], centroids[class_index], k)
-            if chosen.numel():
-                slot = class_index * (k + 1) + 1
-                memory[slot:slot + chosen.numel()] = direct[rows[chosen.to(rows.device)]]
+        picks = class_prototypes(direct, labels, centroids, k)  # (C, k) rows, -1 where fewer were found
+        found = picks >= 0
+        prototype_slots = memory.view(n_classes, k + 1, dim)[:, 1:]
+        prototype_slots[found] = direct.index_select(0, picks[found])
     return memory
 
 
@@ -225,3 +225,28 @@ class LTHNetSquare(LTHNet):
     """LTHNet_sq (§6.6): same network, y_hat = FC(h) without softmax and squared loss (eqs. 14-15)."""
 
     square_loss = True
+
+    def __init__(self, n_bits: int = 64, random_state: int | None = 0, *, square_loss_reduction: str = "sum",
+                 classifier_init: str = "pytorch", **params):
+        super().__init__(n_bits=n_bits, random_state=random_state, **params)
+        self.square_loss_reduction = square_loss_reduction
+        self.classifier_init = classifier_init
+
+    def validate_params(self) -> None:
+        super().validate_params()
+        if self.square_loss_reduction not in SQUARE_LOSS_REDUCTIONS:
+            raise InvalidInputError(f"square_loss_reduction={self.square_loss_reduction!r} is unknown; use 'sum' "
+                                    "(eq. 15) or 'mean' (the mean over the classes).")
+        if self.classifier_init not in CLASSIFIER_INITS:
+            raise InvalidInputError(f"classifier_init={self.classifier_init!r} is unknown; use 'pytorch' (the "
+                                    "reference's nn.Linear default) or 'zeros' (y_hat = 0 at the start).")
+
+    def build_head(self, in_dim: int, n_classes: int) -> nn.Module:
+        head = super().build_head(in_dim, n_classes)
+        if self.classifier_init == "zeros":  # after the default draw: every other layer starts as before
+            nn.init.zeros_(head.classifier.weight)
+            nn.init.zeros_(head.classifier.bias)
+        return head
+
+    def loss(self, outputs, labels, batch_indices):
+        return lthnet_loss(outputs["logits"], labels, self._class_weights, True, self.square_loss_reduction)

@@ -256,3 +256,28 @@ def test_bad_hyperparameters_are_named(params, match):
     X = np.random.default_rng(0).random((6, 3)).astype(np.float32)
     with pytest.raises(InvalidInputError, match=match):
         LTHNet(n_bits=4, n_epochs=1, **{"hidden_dim": 8, **params}).fit(X, np.array([0, 1] * 3))
+
+
+def test_square_loss_reduction_mean_divides_by_the_classes():
+    """LTHNet_sq's investigation knob: square_loss_reduction='mean' is eq. 15's sum over the C
+    classes divided by C; 'sum' (the default) is eq. 15."""
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 1])
+    weights = torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64)
+    summed = lthnet_loss(logits, labels, weights, square_loss=True)
+    averaged = lthnet_loss(logits, labels, weights, square_loss=True, class_reduction="mean")
+    assert abs(averaged.item() - summed.item() / 3) < 1e-12
+    assert LTHNetSquare().square_loss_reduction == "sum" and LTHNetSquare().classifier_init == "pytorch"
+
+
+def test_square_variant_knobs_are_checked_and_zero_classifier_starts_at_zero():
+    from methods.base import InvalidInputError
+
+    X = np.random.default_rng(0).random((6, 3)).astype(np.float32)
+    y = np.array([0, 1] * 3)
+    for params, match in (({"square_loss_reduction": "max"}, "square_loss_reduction"),
+                          ({"classifier_init": "xavier"}, "classifier_init")):
+        with pytest.raises(InvalidInputError, match=match):
+            LTHNetSquare(n_bits=4, n_epochs=1, hidden_dim=8, **params).fit(X, y)
+    head = LTHNetSquare(n_bits=4, hidden_dim=8, classifier_init="zeros").build_head(3, 2)
+    assert torch.count_nonzero(head.classifier.weight) == 0 and torch.count_nonzero(head.classifier.bias) == 0

@@ -50,7 +50,8 @@ Hooks (all optional except ``build_head`` and ``loss``), called with the live ``
   reads a method spec, ``fit`` calls it first); a method extends it with its own checks.
 
 Class attributes: ``feature_preset`` names the row of ``methods/data/deep_feature_presets.csv``
-that ``settings="features"`` uses (``"default"`` unless the method validated its own);
+that ``settings="features"`` uses when the file has no row named after the method itself
+(``feature_row()``: a validated method reads its own row; ``"default"`` otherwise);
 ``reference_head_init`` the initialisation of the hash layer in the method's reference code
 (``"normal"``, ``"pytorch"`` or ``"as_built"``: see ``trunk.py``); ``brings_own_trunk`` (with
 ``own_trunk(head)``) marks a method whose network starts with its own trunk-like layer (LTHNet),
@@ -89,7 +90,8 @@ from common.checks import check_nonnegative_int, check_positive_int
 
 from ..base import HashingMethod, InvalidInputError, binarize, check_features, check_labels
 from .backbone import check_image_source, image_loader
-from .settings import DEFAULT_FEATURE_PRESET, PAPER_SETTINGS, TRAINER_PARAMETERS, check_mode, resolve_settings
+from .settings import (DEFAULT_FEATURE_PRESET, FEATURE_PRESETS, PAPER_SETTINGS, TRAINER_PARAMETERS, check_mode,
+                       resolve_settings)
 from .trainer import DeepTrainer, TrainingDivergedError, codes_tensor
 from .trunk import check_head_init, find_hash_layers, resolve_trunk
 
@@ -211,13 +213,22 @@ class DeepHashingMethod(HashingMethod):
         return None
 
     # -------------------------------------------------------------- settings
+    @classmethod
+    def feature_row(cls) -> str:
+        """The row of the presets file that ``settings="features"`` uses: the method's own row (its
+        registry name: the configuration its own validation rows chose) when the file has one,
+        else the row ``feature_preset`` names (a plugin's default: ``"default"``, chosen over every
+        validated method)."""
+        own = getattr(cls, "name", None)
+        return own if own and own in FEATURE_PRESETS else cls.feature_preset
+
     def resolved_settings(self) -> dict:
         """The settings of this run: the ``settings`` preset (``"auto"`` resolved by ``mode``;
-        ``"features"``: the row ``feature_preset`` of the presets file; ``"paper"``: §6.3 with the
+        ``"features"``: the row ``feature_row()`` of the presets file; ``"paper"``: §6.3 with the
         method's batch size on ``dataset``), overridden by the explicit parameters; ``"preset"``
         names the preset used (see ``settings.py``); plus the resolved ``trunk`` and ``head_init``."""
         overrides = {key: getattr(self, key) for key in PAPER_SETTINGS}
-        resolved = resolve_settings(self.settings, self.mode, overrides, type(self).feature_preset,
+        resolved = resolve_settings(self.settings, self.mode, overrides, type(self).feature_row(),
                                     method=type(self).name or type(self).__name__, dataset=self.dataset)
         resolved["trunk"] = resolve_trunk(self.trunk, self.mode, type(self).brings_own_trunk, type(self).__name__)
         resolved["head_init"] = check_head_init(self.head_init)

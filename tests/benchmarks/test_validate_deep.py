@@ -97,3 +97,28 @@ def test_settings_are_dataset_colon_imbalance_factor(script):
     for bad in ("digits", "digits:0.5", ":10", "digits:many"):
         with pytest.raises(argparse.ArgumentTypeError, match="DATASET:IF"):
             script.parse_setting(bad)
+
+
+def test_shipped_presets_are_the_rule_applied_to_the_shipped_validation_rows(script):
+    """methods/data: every deep method has its own validated row (and `default`, every declared
+    feature_preset), and re-applying the rule to the validation file gives the presets file."""
+    from methods._deep.settings import FEATURE_PRESETS
+    from methods.registry import registered_methods
+
+    rows = script.read_rows(script.VALIDATION_FILE)
+    presets = script.read_rows(script.PRESETS_FILE)
+    methods = script.deep_methods()
+    assert {row["method"] for row in rows} == set(methods)
+    for row in rows:  # the protocol is recorded with every number
+        assert row["holdout_fraction"] == "0.2" and row["metric"] == "map_tie_aware" and row["epoch"] == "final"
+        assert row["trunk"] in ("shared", "own") and 0 <= float(row["validation_map"]) <= 1
+    # the same configurations for every method at every setting
+    grids = {(row["method"], row["dataset"], row["imbalance_factor"]): set() for row in rows}
+    for row in rows:
+        grids[(row["method"], row["dataset"], row["imbalance_factor"])].add((row["learning_rate"], row["batch_size"]))
+    assert len({frozenset(grid) for grid in grids.values()}) == 1
+    assert [{key: str(value) for key, value in preset.items()} for preset in script.choose_presets(rows, methods)] == presets
+    names = {preset["preset"] for preset in presets}
+    assert set(methods) | {"default"} <= names
+    assert {cls.feature_preset for cls in registered_methods().values() if cls.family == "deep"} <= names
+    assert set(FEATURE_PRESETS) == names

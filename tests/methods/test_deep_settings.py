@@ -35,14 +35,20 @@ def test_auto_is_the_feature_preset_in_features_mode_and_the_paper_in_finetune_m
     assert CSQ().settings == "auto" and LTHNet().settings == "auto"
     features = CSQ().resolved_settings()
     assert features["preset"] == "features"
-    assert {k: features[k] for k in OPTIMISATION_KEYS} == FEATURE_SETTINGS
-    # LTHNet's validated learning rate differs from the baselines'; the rest is the shared preset
-    lthnet = LTHNet().resolved_settings()
-    lthnet_row = FEATURE_PRESETS[LTHNet.feature_preset]
-    assert LTHNetSquare.feature_preset == LTHNet.feature_preset
-    assert {k: v for k, v in lthnet_row.items() if FEATURE_SETTINGS[k] != v} == {"learning_rate": 1e-4}
-    assert {k: lthnet[k] for k in OPTIMISATION_KEYS} == {**FEATURE_SETTINGS, "learning_rate": 1e-4}
-    assert LTHNet(k=0, use_meta_embedding=False).resolved_settings()["learning_rate"] == 1e-4
+    # every validated method reads its own row (its registry name), chosen by its own validation rows
+    rows = read_feature_presets(open(os.path.join(DATA_DIR, "deep_feature_presets.csv")).read())
+    for cls in (CSQ, LTHNet, LTHNetSquare):
+        assert cls.feature_row() == cls.name and cls.name in rows
+        resolved = cls().resolved_settings()
+        assert {k: resolved[k] for k in OPTIMISATION_KEYS} == rows[cls.name]
+    assert LTHNet(k=0, use_meta_embedding=False).resolved_settings()["learning_rate"] == rows["LTHNet"]["learning_rate"]
+
+    # a method without a row of its own (a plugin) reads the row its feature_preset names
+    class Plugin(CSQ):
+        name = "NotValidated"
+
+    assert Plugin.feature_row() == "default"
+    assert {k: Plugin().resolved_settings()[k] for k in OPTIMISATION_KEYS} == FEATURE_SETTINGS
     for method, batch_size in ((LTHNet(mode="finetune"), 8), (CSQ(mode="finetune"), 64)):
         finetune = method.resolved_settings()
         assert finetune["preset"] == "paper"
@@ -87,8 +93,8 @@ def test_fit_records_the_resolved_settings_and_the_runner_stores_them(tmp_path):
     (record,) = ResultStore(str(tmp_path)).records()
     stored = record["method"]["settings"]
     assert stored["preset"] == "features" and stored["n_epochs"] == 2
-    assert stored["learning_rate"] == FEATURE_SETTINGS["learning_rate"]
-    assert stored["batch_size"] == FEATURE_SETTINGS["batch_size"]
+    assert stored["learning_rate"] == FEATURE_PRESETS["CSQ"]["learning_rate"]  # CSQ's own validated row
+    assert stored["batch_size"] == FEATURE_PRESETS["CSQ"]["batch_size"]
     assert len(record["training_log"]["loss"]) == 2
 
 
@@ -107,13 +113,14 @@ def test_the_evidence_of_the_feature_preset_is_recorded():
         assert row["holdout_fraction"] and row["holdout_seed"] and row["metric"] and row["n_bits"] == "64"
         assert 0 < float(row["validation_map"]) <= 1 and float(row["final_loss"]) >= 0
     readme = open(os.path.join(DATA_DIR, "README.md")).read()
-    assert "benchmarks/bench_deep.py validate" in readme
-    for method, lr in (("CSQ", FEATURE_SETTINGS["learning_rate"]), ("LTHNet", 1e-4)):
-        preset = presets[registered_methods()[method].feature_preset]
-        assert preset["validated_with"] == method and len(preset["rule"]) > 40
+    assert "benchmarks/validate_deep.py" in readme
+    for method in ("CSQ", "LTHNet"):  # each validated method's own row, chosen from its own rows
+        preset = presets[registered_methods()[method].feature_row()]
+        assert preset["preset"] == method and preset["validated_with"] == method and len(preset["rule"]) > 40
         chosen = [row for row in validation if row["method"] == method
-                  and float(row["learning_rate"]) == lr and int(row["batch_size"]) == FEATURE_SETTINGS["batch_size"]
-                  and int(row["n_epochs"]) == FEATURE_SETTINGS["n_epochs"]]
+                  and float(row["learning_rate"]) == float(preset["learning_rate"])
+                  and int(row["batch_size"]) == int(preset["batch_size"])
+                  and int(row["n_epochs"]) == int(preset["n_epochs"])]
         assert {row["dataset"] for row in chosen} == {"synthetic-cifar100", "digits"}
     # every deep method's declared row exists; the presets file is the one read at import
     for cls in registered_methods().values():
@@ -132,6 +139,7 @@ def test_a_broken_presets_file_is_a_clear_error():
         read_feature_presets(header + "other,rmsprop,0.001,0.0005,cosine,30,32\n")
 
     class Unvalidated(CSQ):
+        name = "Unvalidated"  # no row of its own: its feature_preset is read
         feature_preset = "nope"
 
     with pytest.raises(InvalidInputError, match="not a row of .*deep_feature_presets.csv"):

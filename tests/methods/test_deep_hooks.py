@@ -36,13 +36,14 @@ def build(name, **params):
 # ---------------------------------------------------------------------------- progress / diagnostic
 
 
-def test_diagnostic_epochs_are_every_epoch_or_30_evenly_spaced_ending_at_the_last():
+def test_diagnostic_epochs_are_every_epoch_or_10_evenly_spaced_ending_at_the_last():
     assert diagnostic_epochs(5) == [1, 2, 3, 4, 5]
-    assert diagnostic_epochs(30) == list(range(1, 31))
+    assert diagnostic_epochs(10) == list(range(1, 11))
+    assert diagnostic_epochs(30) == [3, 6, 9, 12, 15, 18, 21, 24, 27, 30]  # every 10% of training
     hundred = diagnostic_epochs(100)
-    assert len(hundred) == 30 and hundred[0] == 3 and hundred[-1] == 100
-    assert np.all(np.diff(hundred) >= 3) and np.all(np.diff(hundred) <= 4)
-    assert diagnostic_epochs(31)[-1] == 31 and len(diagnostic_epochs(31)) == 30
+    assert len(hundred) == 10 and hundred[0] == 10 and hundred[-1] == 100
+    assert np.all(np.diff(hundred) == 10)
+    assert diagnostic_epochs(31)[-1] == 31 and len(diagnostic_epochs(31)) == 10
 
 
 @pytest.mark.parametrize("name", DEEP_METHODS)
@@ -83,7 +84,7 @@ def test_diagnostic_runs_at_30_epochs_when_there_are_more():
     method.diagnostic_callback_ = lambda encode: epochs.append(len(epochs)) or 0.5
     method.fit(X, y)
     recorded = [point["epoch"] for point in method.training_log_["query_map_diagnostic"]]
-    assert recorded == diagnostic_epochs(33) and len(recorded) == 30 and recorded[-1] == 33
+    assert recorded == diagnostic_epochs(33) and len(recorded) == 10 and recorded[-1] == 33
     assert "query_map_diagnostic" not in build("DPSH", n_epochs=1).fit(X, y).training_log_
 
 

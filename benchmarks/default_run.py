@@ -25,10 +25,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMAND = ["run_benchmark.py", "--methods", "all", "--if", "1", "50", "100"]
 
 
-def profile(results_dir: str) -> list[dict]:
-    """Per method row: cells, and the fit / diagnostic / encode / evaluate seconds over its cells."""
+def profile(results_dir: str, dataset: str = "digits") -> list[dict]:
+    """Per method row: cells, and the fit / diagnostic / encode / evaluate seconds over its cells
+    (the records of ``dataset``, the main command's)."""
     rows: dict[str, dict] = {}
-    for path in glob.glob(os.path.join(results_dir, "records", "**", "*.json"), recursive=True):
+    for path in glob.glob(os.path.join(results_dir, "records", dataset, "**", "*.json"), recursive=True):
         with open(path) as handle:
             record = json.load(handle)
         timings = record.get("timings") or {}

@@ -60,9 +60,11 @@ def main(argv=None) -> int:
 
     command = "python benchmarks/make_readme_assets.py" + (
         "" if args.methods == ["all"] else " --methods " + " ".join(args.methods)) + (
-        " --no-convergence" if args.no_convergence else "")
-    lines = [START, f"Produced by `{command}` (the digits demo, offline, 32 bits; deep methods in features "
-             "mode with their default settings):", "", table, "",
+        " --no-convergence" if args.no_convergence else "") + (
+        "" if os.path.abspath(args.results_dir) == os.path.join(ROOT, "results", "readme-demo")
+        else " --results-dir <the main command's results folder>")
+    lines = [START, f"Produced by `{command}` (the digits demo, offline, the bits its store holds; deep methods "
+             "in features mode with their default settings):", "", table, "",
              "![Fig. 2 on digits: class sizes of the long-tail splits](docs/figure2_digits.png)"]
     if not args.no_convergence:
         lines.append("![Fig. 7 on digits: LTHNet (k=3) normalised training loss per epoch](docs/figure7_digits.png)")

@@ -93,7 +93,8 @@ set ``OMP_WAIT_POLICY=PASSIVE`` for the reference engine: libgomp's default spin
 several times the CPU of the tree fits.
 
 Where the time goes (``benchmarks/bench_shallow.py --methods FastHash --fasthash-engines reference
-numba --digits`` measures both engines; its figures are in ``benchmarks/results/fasthash_engines.md``):
+numba --digits`` measures both engines side by side; the numba engine's fit at CIFAR-100 size is in
+``benchmarks/results/fasthash_cifar_size.md``):
 per bit, the block inference (about 200 cuts of 500-node blocks with ~45,000 pairs each at CIFAR-100
 size) and ``n_trees`` trees on 50,000 x 200 binned features, whose histograms are nearly all of the
 cost. Features are binned once per fit (``FeatureBins``) and once per encode.

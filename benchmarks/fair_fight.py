@@ -46,7 +46,8 @@ def run(args) -> int:
     from benchmark.store import ResultStore
 
     store = ResultStore(args.results_dir)
-    specs = _specs(expand_method_specs, registered_methods())
+    specs = [spec for spec in _specs(expand_method_specs, registered_methods())
+             if spec.key not in set(args.exclude) and spec.name not in set(args.exclude)]
     for name in args.datasets:
         data = load_dataset(name, **DATASETS[name])
         if name in BALANCED_CLASS_SIZE and args.balanced_class_size:
@@ -163,6 +164,8 @@ def main(argv=None) -> int:
     run_parser.add_argument("--bits", nargs="+", type=int, default=None,
                             help="default: 64 on synthetic-cifar100, 32 on digits (their middle lengths)")
     run_parser.add_argument("--jobs", type=int, default=2)
+    run_parser.add_argument("--exclude", nargs="+", default=[], help="rows to leave out (e.g. ACHNet: its cells "
+                            "cost ~10x a single-layer head's)")
     run_parser.add_argument("--balanced-class-size", type=int, default=BALANCED_CLASS_SIZE["synthetic-cifar100"],
                             help="items per class of synthetic-cifar100's IF-1 split (0: its own 500)")
     compare_parser = sub.add_parser("compare", help="LTHNet (k=3) minus the best deep baseline, before and after")

@@ -446,6 +446,26 @@ def _worker_init(progress_queue, shipped: bytes | None, parent_pid: int) -> None
                 pass
 
     threading.Thread(target=watchdog, daemon=True, name="parent-watchdog").start()
+    _die_with_os_parent()
+
+
+def _die_with_os_parent() -> None:
+    """Linux: ask the kernel to SIGKILL this worker when its OS parent (the fork server, which exits
+    when the grid's process does) ends -- immediate even while a C call (numba compiling a kernel)
+    holds the GIL and the watchdog thread cannot run. Best effort elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() == 1:  # the parent ended before the call
+            os._exit(1)
+    except (OSError, AttributeError):
+        pass
 
 
 def _report_progress(cell: Cell, text: str) -> None:

@@ -87,6 +87,8 @@ def compare(args) -> int:
         for (dataset, factor, bits), group in frame.groupby(["dataset", "imbalance_factor", "bits"]):
             target = group[group["method"] == "LTHNet (k=3)"]
             others = group[(group["family"] == "deep") & ~group["method"].str.startswith("LTHNet")]
+            if args.baselines:  # e.g. the paper's four, for a like-for-like before/after
+                others = others[others["method"].isin(args.baselines)]
             if target.empty or others.empty:
                 continue
             best = others.loc[others["map_tie_aware"].idxmax()]
@@ -172,6 +174,8 @@ def main(argv=None) -> int:
     compare_parser.add_argument("--before", default=None)
     compare_parser.add_argument("--after", required=True)
     compare_parser.add_argument("--json", default=None)
+    compare_parser.add_argument("--baselines", nargs="+", default=None,
+                                help="the deep rows LTHNet is compared with (default: every deep row but LTHNet's)")
     args = parser.parse_args(argv)
     return run(args) if args.command == "run" else compare(args)
 

@@ -83,6 +83,7 @@ def compare(args) -> int:
             continue
         results = StoredResults.load(ResultStore(root))
         frame = results.frame
+        results.arrays = _arrays_by_record_file(root)  # an older checkout's store names its files its own way
         rows = []
         for (dataset, factor, bits), group in frame.groupby(["dataset", "imbalance_factor", "bits"]):
             target = group[group["method"] == "LTHNet (k=3)"]
@@ -153,6 +154,29 @@ def compare(args) -> int:
             json.dump(out, handle, indent=1)
     del np
     return 0
+
+
+def _arrays_by_record_file(root: str):
+    """cell key -> the .npz beside its record (any store layout: file names from an older checkout
+    hash the cell differently from this one's ``Cell.key``)."""
+    import glob
+
+    import numpy as np
+
+    paths = {}
+    for path in glob.glob(os.path.join(root, "records", "**", "*.json"), recursive=True):
+        with open(path) as handle:
+            record = json.load(handle)
+        paths[record.get("cell_key")] = path[:-len(".json")] + ".npz"
+    cache = {}
+
+    def arrays(cell_key):
+        if cell_key not in cache:
+            with np.load(paths[cell_key]) as npz:
+                cache[cell_key] = {name: npz[name] for name in npz.files}
+        return cache[cell_key]
+
+    return arrays
 
 
 def main(argv=None) -> int:

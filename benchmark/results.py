@@ -33,6 +33,7 @@ def realised_imbalance_factor(record: dict) -> float:
 
 def _row(record: dict) -> dict:
     cell, method, metrics = record["cell"], record["method"], record.get("metrics", {})
+    settings = method.get("settings") or {}
     row = {
         "dataset": cell["dataset"], "mode": cell["mode"], "method": method.get("display", method.get("key")),
         "method_key": method.get("key", cell["method"]), "family": method.get("family", "shallow"),
@@ -47,8 +48,8 @@ def _row(record: dict) -> dict:
         "realised_imbalance_factor": realised_imbalance_factor(record),
         # the deep trainer's resolved trunk ('shared', 'own', 'none'; '' for shallow methods or an
         # older record) and head initialisation
-        "trunk": str((method.get("settings") or {}).get("trunk") or ""),
-        "head_init": str((method.get("settings") or {}).get("head_init") or ""),
+        "trunk": str(settings.get("trunk") or ""),
+        "head_init": str(settings.get("head_init") or ""),
     }
     for policy in ("tie_aware", "index_order"):
         for group, value in metrics.get(f"group_map_{policy}", {}).items():

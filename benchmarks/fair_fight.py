@@ -96,7 +96,7 @@ def compare(args) -> int:
             ours = results.arrays(target.iloc[0]["cell_key"])["ap_tie_aware"]
             theirs = results.arrays(best["cell_key"])["ap_tie_aware"]
             (estimate, low, high), = bootstrap_intervals([[(ours - theirs, None)]])
-            ci = bootstrap_intervals([[(ours, None)]], )[0]
+            ci = bootstrap_intervals([[(ours, None)]])[0]
             rows.append({"dataset": dataset, "imbalance_factor": float(factor), "bits": int(bits),
                          "lthnet_map": float(ours.mean()), "lthnet_ci": [float(ci[1]), float(ci[2])],
                          "best_baseline": best["method"], "baseline_map": float(theirs.mean()),

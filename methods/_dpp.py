@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import torch
 
+from common.threads import set_numba_threads
+
 DEFAULT_EPSILON = 1e-10
 
 
@@ -142,7 +144,7 @@ def class_prototypes(features: torch.Tensor, labels: torch.Tensor, centroids: to
     chosen = torch.full((n_classes, k), -1, dtype=torch.int64)
     if k == 0 or n_items == 0:
         return chosen
-    kernels.set_threads(torch.get_num_threads())
+    set_numba_threads(torch.get_num_threads())  # and torch's count stays as it is (common/threads.py)
     rows = features.contiguous().numpy()
     label_array = labels.cpu().contiguous().numpy()
     centroids = centroids.to(torch.float64).cpu()

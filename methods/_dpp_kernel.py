@@ -33,7 +33,3 @@ def class_row_dots(features, class_rows, labels, out):
             dot += np.float64(features[a, d]) * np.float64(class_rows[c, d])
         out[a] = dot
 
-
-def set_threads(n_threads: int) -> None:
-    """Use ``n_threads`` numba threads (at most numba's pool size), e.g. torch's thread count."""
-    numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))

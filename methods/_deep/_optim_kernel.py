@@ -28,7 +28,3 @@ def rmsprop_parallel(param, grad, square_avg, lr, alpha, eps, weight_decay):
     for i in numba.prange(param.shape[0]):
         _update_one(param, grad, square_avg, i, lr, alpha, one_minus_alpha, eps, weight_decay)
 
-
-def set_threads(n_threads: int) -> None:
-    """Use ``n_threads`` numba threads (at most numba's pool size), e.g. torch's thread count."""
-    numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))

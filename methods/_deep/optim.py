@@ -25,6 +25,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from common.threads import set_numba_threads
+
 #: tensors with fewer elements are updated by the serial kernel (no thread start-up); so is every
 #: tensor of a single-threaded fit (numba's parallel loop on one thread costs ~4x the serial one)
 PARALLEL_MIN_ELEMENTS = 1 << 16
@@ -39,6 +41,8 @@ def _kernels():
         try:
             from ._optim_kernel import rmsprop_parallel, rmsprop_serial
 
+            # launching numba's pool must not change torch's thread count (common/threads.py)
+            set_numba_threads(torch.get_num_threads())
             one = np.ones(1, dtype=np.float32)
             for kernel in (rmsprop_serial, rmsprop_parallel):  # compile on the types used in step()
                 kernel(one.copy(), one.copy(), one.copy(), *(np.float32(0.0),) * 4)
@@ -73,9 +77,7 @@ class FusedRMSprop(torch.optim.RMSprop):
         serial, parallel = _kernels()
         threads = torch.get_num_threads()  # the fit's n_threads, like torch's own kernels
         if threads > 1:
-            from ._optim_kernel import set_threads
-
-            set_threads(threads)
+            set_numba_threads(threads)
         for group in self.param_groups:
             lr, alpha = np.float32(group["lr"]), np.float32(group["alpha"])
             eps, weight_decay = np.float32(group["eps"]), np.float32(group["weight_decay"])

@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
+from common.allocator import keep_freed_memory
+
 from ..base import InvalidInputError, binarize
 from .backbone import BACKBONE_FEATURE_DIM, OrderSampler, build_resnet34_backbone, image_loader
 from .optim import make_optimizer
@@ -125,6 +127,8 @@ class DeepTrainer:
         self.global_step = 0
         self.training_log: dict[str, list] = {"loss": [], "learning_rate": []}
         self.use_autocast = device.type == "cuda"
+        if device.type == "cpu":
+            keep_freed_memory()  # no page faults for each step's fresh gradients (common/allocator.py)
         if self.mode == "features":
             self.train_inputs = torch.as_tensor(inputs, dtype=torch.float32).to(device)
             self.image_source = None

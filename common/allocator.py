@@ -1,0 +1,41 @@
+"""The C allocator's settings for training loops on the CPU.
+
+A training step allocates its activations and gradients afresh (autograd's outputs) and frees them
+at its end. glibc's malloc serves blocks above its mmap threshold (128 KiB, rising to the largest
+block freed so far) from fresh ``mmap`` pages and returns the top of the heap to the kernel beyond
+its trim threshold, so every step of a 2000-wide head page-faults its megabytes of gradients in
+again: about 200-400 minor page faults a step, 10-20% of LTHNet's step time
+(``python benchmarks/bench_deep.py speed``; numbers in benchmarks/results/deep_trainer_speed.md).
+
+``keep_freed_memory`` raises both thresholds for the process, so freed blocks up to 32 MiB stay in
+the heap and are reused by the next step; it changes which addresses hold a tensor, never a value.
+Elsewhere than glibc (macOS, musl, Windows) it does nothing.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import platform
+
+#: mallopt parameters (glibc's malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+#: blocks up to this size come from the heap (glibc's largest mmap threshold on 64-bit: 32 MiB)
+MMAP_THRESHOLD = 32 << 20
+#: free memory kept at the top of the heap before it is returned to the kernel
+TRIM_THRESHOLD = 512 << 20
+
+_STATE: dict = {}
+
+
+def keep_freed_memory() -> bool:
+    """Raise glibc's mmap and trim thresholds for this process (once); True when they are set."""
+    if "set" not in _STATE:
+        _STATE["set"] = False
+        if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+            try:
+                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+                _STATE["set"] = bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+                    libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+            except (OSError, AttributeError):  # no mallopt: the allocator's defaults stay
+                pass
+    return _STATE["set"]

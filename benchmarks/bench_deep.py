@@ -30,6 +30,7 @@ import argparse
 import csv
 import math
 import os
+import resource
 import sys
 import time
 
@@ -75,7 +76,8 @@ def _time_training(method, X, y, n_steps: int, n_warmup: int = 20, repeats: int 
 
     Runs the trainer's own step (``DeepTrainer._train_step``) ``n_steps`` times after a warm-up,
     with one host synchronisation at the end; the best of ``repeats`` such runs (the bound's parts
-    are best-of timings too, and a shared virtual machine's neighbours only ever slow a run down)."""
+    are best-of timings too, and a shared virtual machine's neighbours only ever slow a run down).
+    Also returns the minor page faults per timed step (``getrusage``), the allocator's share."""
     with method._torch_context(torch.device("cpu")):
         trainer = _trainer(method, X, y)
         try:
@@ -94,15 +96,17 @@ def _time_training(method, X, y, n_steps: int, n_warmup: int = 20, repeats: int 
             for _ in range(n_warmup):
                 trainer._train_step(*next(stream), loss_sum)
             seconds = math.inf
+            faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             for _ in range(repeats):
                 start = _clock()
                 for _ in range(n_steps):
                     trainer._train_step(*next(stream), loss_sum)
                 loss_sum.item()
                 seconds = min(seconds, _clock() - start)
+            faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before) / (repeats * n_steps)
         finally:
             del method.trainer_
-    return n_steps / seconds, rebuild
+    return n_steps / seconds, rebuild, faults
 
 
 def _best_seconds(fn, repeats: int) -> float:
@@ -193,7 +197,7 @@ def step_bound(method, X, y, bandwidth: float, gemm_rate: float) -> dict:
 
 
 def bench_speed(n_steps: int, batch_sizes: list[int], n_threads: int | None, methods: list[str],
-                clock: str = "wall") -> None:
+                clock: str = "wall", allocator: str = "project") -> None:
     from datasets.synthetic import make_class_clusters
     from methods._deep import FEATURE_SETTINGS, PAPER_SETTINGS
     from methods.registry import get_method_class
@@ -204,20 +208,26 @@ def bench_speed(n_steps: int, batch_sizes: list[int], n_threads: int | None, met
         if torch.get_num_threads() != 1:
             raise SystemExit("--clock process measures one thread's CPU time: pass --threads 1.")
         _CLOCK["clock"] = time.process_time
+    if allocator == "glibc-initial":  # a fresh process's thresholds, pinned, and no trainer raises them
+        from common.allocator import GLIBC_INITIAL_THRESHOLD, set_malloc_thresholds
+        from methods._deep import trainer as deep_trainer
+
+        set_malloc_thresholds(GLIBC_INITIAL_THRESHOLD, GLIBC_INITIAL_THRESHOLD)
+        deep_trainer.keep_freed_memory = lambda: False
     X, y = make_class_clusters(100, 500, 512, seed=0, noise=1.0)
     bandwidth, gemm_rate = measure_bandwidth(), measure_gemm_rate()
     print(f"data {X.shape} (CIFAR-100 IF=1 size), {len(np.unique(y))} classes, 64 bits, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {clock} clock; measured: copy bandwidth {bandwidth / 1e9:.1f} GB/s, "
-          f"matmul peak {gemm_rate / 1e9:.1f} GFLOP/s (2048^3)")
+          f"matmul peak {gemm_rate / 1e9:.1f} GFLOP/s (2048^3); allocator: {allocator}")
     print("| method | trunk | batch | params | steps/s | bound steps/s | of bound | regime | matmul ms | optimizer ms "
-          "| rebuild s (forward + DPP) | epoch min | paper cell h | features cell h |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| rebuild s (forward + DPP) | epoch min | paper cell h | features cell h | faults/step |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in methods:
         cls = get_method_class(name)
         for batch_size in batch_sizes:
             params = {"k": 3} if name.startswith("LTHNet") else {}
             method = cls(n_bits=64, batch_size=batch_size, n_threads=n_threads, **params)
-            steps_per_second, (forward_s, dpp_s) = _time_training(method, X, y, n_steps)
+            steps_per_second, (forward_s, dpp_s), faults = _time_training(method, X, y, n_steps)
             bound = step_bound(method, X, y, bandwidth, gemm_rate)
             steps_per_epoch = math.ceil(len(y) / batch_size)
             epoch_seconds = steps_per_epoch / steps_per_second + forward_s + dpp_s
@@ -225,7 +235,8 @@ def bench_speed(n_steps: int, batch_sizes: list[int], n_threads: int | None, met
             print(f"| {name} | {method.resolved_settings()['trunk']} | {batch_size} | {bound['parameters'] / 1e6:.2f}M "
                   f"| {steps_per_second:.1f} | {1 / bound['bound_s']:.1f} | {bound['bound_s'] * steps_per_second:.0%} "
                   f"| {bound['regime']} | {bound['matmul_s'] * 1e3:.1f} | {bound['optimizer_s'] * 1e3:.1f} "
-                  f"| {forward_s:.2f} + {dpp_s:.2f} | {epoch_seconds / 60:.2f} | {cells[0]:.2f} | {cells[1]:.2f} |",
+                  f"| {forward_s:.2f} + {dpp_s:.2f} | {epoch_seconds / 60:.2f} | {cells[0]:.2f} | {cells[1]:.2f} "
+                  f"| {faults:.0f} |",
                   flush=True)
 
 
@@ -367,6 +378,9 @@ def main(argv=None) -> None:
     speed.add_argument("--threads", type=int, default=None)
     speed.add_argument("--clock", choices=["wall", "process"], default="wall",
                        help="process: this process's CPU time (with --threads 1), for a busy machine")
+    speed.add_argument("--allocator", choices=["project", "glibc-initial"], default="project",
+                       help="glibc-initial: pin malloc's thresholds at glibc's initial 128 KiB instead of the "
+                            "trainer's (common/allocator.py), to measure what keep_freed_memory saves")
     val = sub.add_parser("validate")
     val.add_argument("--dataset", default="synthetic-cifar100")
     val.add_argument("--imbalance-factor", type=float, default=50.0)
@@ -381,7 +395,7 @@ def main(argv=None) -> None:
                      "methods/data/deep_feature_validation.csv)")
     args = parser.parse_args(argv)
     if args.command == "speed":
-        bench_speed(args.steps, args.batch_sizes, args.threads, args.methods, args.clock)
+        bench_speed(args.steps, args.batch_sizes, args.threads, args.methods, args.clock, args.allocator)
     else:
         validate(args.dataset, args.imbalance_factor, args.noise, args.methods, args.rows, args.threads,
                  args.bits, args.holdout, args.seeds, args.out)

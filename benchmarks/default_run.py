@@ -9,13 +9,13 @@ Run it on an idle machine: the wall time is the figure README states. The per-ro
 cells' own (a cell runs with the cores divided among the worker processes), so their sum exceeds
 the wall time by about the number of workers.
 
-It also prints the compute floor of the deep rows: the matrix-multiply FLOPs their cells' settings
-demand (every epoch of training, the final encodes of query and database, and the diagnostic's
-encodes), counted by torch's ``FlopCounterMode`` on a one-epoch stand-in fit of each row with the
-cell's bits, batch size, feature width and classes, scaled by the cell's training-set size and
-epochs; and the seconds those FLOPs need on all cores at this machine's measured single-thread
-matmul rate (32 x 2000 by 2000 x 2000, float32: the shape of the 2000-wide layers at batch 32). It
-is a floor: the elementwise work, the optimiser's memory traffic, the DPP and Python are left out.
+It also prints the floor of the deep rows: the matrix-multiply FLOPs their cells' settings demand
+(every epoch of training, the final encodes of query and database, and the diagnostic's encodes),
+counted by torch's ``FlopCounterMode`` on a one-epoch stand-in fit of each row with the cell's bits,
+batch size, feature width and classes, scaled by the cell's training-set size and epochs; plus the
+fused RMSprop's 20 bytes per parameter and step; both in seconds at this machine's single-core
+peaks (bench_deep.py's 2048^3 float32 matmul and 256 MiB copy), summed and divided by the cores.
+It is a floor: the elementwise work, the DPP and Python are left out.
 ``--floor-only`` prints it for an existing results folder without running anything.
 """
 from __future__ import annotations
@@ -72,7 +72,6 @@ def _stand_in_flops(key: str, n_bits: int, batch_size: int, n_features: int, n_c
     """(training FLOPs per item and epoch, encoding FLOPs per item, trained parameters) of method
     ``key`` in features mode, counted on a one-epoch fit of 8 batches of random features."""
     import numpy as np
-    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from benchmark.specs import parse_method_spec
@@ -179,8 +178,9 @@ def main(argv=None) -> int:
           f"the rest of the wall time: start-up, splits, the report and figures")
     if completed.returncode != 0:
         print(completed.stdout[-2000:], completed.stderr[-2000:])
-    floor = deep_compute_floor(args.results_dir) if completed.returncode == 0 else None
-    if floor is not None:
+    floor = None
+    if completed.returncode == 0:
+        floor = deep_compute_floor(args.results_dir)
         print_floor(floor)
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

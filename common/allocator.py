@@ -4,8 +4,9 @@ A training step allocates its activations and gradients afresh (autograd's outpu
 at its end. glibc's malloc serves blocks above its mmap threshold (128 KiB, rising to the largest
 block freed so far) from fresh ``mmap`` pages and returns the top of the heap to the kernel beyond
 its trim threshold, so every step of a 2000-wide head page-faults its megabytes of gradients in
-again: about 200-400 minor page faults a step, 10-20% of LTHNet's step time
-(``python benchmarks/bench_deep.py speed``; numbers in benchmarks/results/deep_trainer_speed.md).
+again: thousands of minor page faults a step at glibc's initial thresholds, 1.5x LTHNet's step time
+(``python benchmarks/bench_deep.py speed --allocator glibc-initial``; numbers in
+benchmarks/results/deep_trainer_speed.md).
 
 ``keep_freed_memory`` raises both thresholds for the process, so freed blocks up to 32 MiB stay in
 the heap and are reused by the next step; it changes which addresses hold a tensor, never a value.
